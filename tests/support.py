@@ -1,0 +1,114 @@
+"""Starting and stopping real servers in tests: free ports, own process group, own Ray temp dir.
+
+Every process a test starts is stopped, on failure too: first with SIGINT (vllama and `serve
+run` then shut Serve and Ray down themselves), then SIGKILL to the whole process group, then any
+process still naming the server's private Ray directory (Ray's daemons carry it on their command
+line). A leftover Ray cluster would make the next run hang.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def short_tmpdir(prefix: str) -> Path:
+    # Ray puts Unix sockets under its temp dir; their paths must stay under 107 bytes.
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@dataclass
+class ServerProcess:
+    command: list[str]
+    workdir: Path
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "RAY_TMPDIR": str(self.workdir / "ray"),
+            "VLLAMA_HOME": str(self.workdir / "home"),
+            **self.env,
+        }
+        env.pop("RAY_ADDRESS", None)
+        (self.workdir / "ray").mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.workdir
+        )
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def wait_until(self, ready: callable, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if ready(self):
+                    return
+            except (httpx.HTTPError, OSError):
+                pass
+            time.sleep(1.0)
+        raise TimeoutError(f"server not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace_s: float = 60.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            if self.wait_exit(grace_s) is None:
+                _killpg(self.proc.pid)
+                self.wait_exit(10)
+        if self.proc is not None:
+            _killpg(self.proc.pid)  # anything of the group that outlived its leader
+        subprocess.run(["pkill", "-9", "-f", str(self.workdir / "ray")], check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def vllama_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vllama", *args]

@@ -1,0 +1,156 @@
+"""Ray Serve options per model: GPUs, placement groups, scaling. Imports ray (no cluster started)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vllama.config import DeploymentSettings
+from vllama.models.resolve import ResolvedModel
+from vllama.serve.app import DEFAULT_MAX_ONGOING_REQUESTS, deployment_name, deployment_options
+
+
+def model(name: str = "qwen2.5:1.5b", **engine_kwargs: Any) -> ResolvedModel:
+    return ResolvedModel(name=name, key=name, source="Qwen/x", engine_kwargs=engine_kwargs)
+
+
+def options(accelerator: str = "gpu", settings: dict[str, Any] | None = None, **engine_kwargs: Any) -> dict[str, Any]:
+    return deployment_options(model(**engine_kwargs), DeploymentSettings.model_validate(settings or {}), accelerator)
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("qwen2.5:1.5b", "qwen2_5:1_5b"),
+        ("org/model:latest", "org--model:latest"),
+        ("host:5000/ns/m:v1.0", "host:5000--ns--m:v1_0"),
+    ],
+)
+def test_deployment_name(name: str, suffix: str) -> None:
+    # A fixed prefix, then the model name with '/' and '.' (which Serve's dashboard and
+    # routes dislike) replaced.
+    result = deployment_name(name)
+    prefix = deployment_name("m:t").removesuffix("m:t")
+    assert prefix and prefix.endswith(":")
+    assert result == prefix + suffix
+    assert "/" not in result and "." not in result
+
+
+def test_deployment_names_distinct_for_distinct_models() -> None:
+    names = ["qwen2.5:1.5b", "qwen2.5:0.5b", "ns/qwen2.5:1.5b", "llama3.2:1b"]
+    assert len({deployment_name(n) for n in names}) == len(names)
+
+
+def test_gpu_single() -> None:
+    assert options() == {
+        "name": deployment_name("qwen2.5:1.5b"),
+        "ray_actor_options": {"num_cpus": 1, "num_gpus": 1},
+        "max_ongoing_requests": DEFAULT_MAX_ONGOING_REQUESTS,
+        "num_replicas": 1,
+    }
+    assert DEFAULT_MAX_ONGOING_REQUESTS == 512
+
+
+@pytest.mark.parametrize(
+    ("engine_kwargs", "gpus"),
+    [
+        ({"tensor_parallel_size": 2}, 2),
+        ({"tensor_parallel_size": 4}, 4),
+        ({"pipeline_parallel_size": 2}, 2),
+        ({"tensor_parallel_size": 2, "pipeline_parallel_size": 2}, 4),
+        ({"tensor_parallel_size": 2, "distributed_executor_backend": "mp"}, 2),
+    ],
+)
+def test_gpu_multiprocessing_backend(engine_kwargs: dict[str, Any], gpus: int) -> None:
+    result = options(**engine_kwargs)
+    assert result["ray_actor_options"] == {"num_cpus": 1, "num_gpus": gpus}
+    assert "placement_group_bundles" not in result
+    assert "placement_group_strategy" not in result
+
+
+@pytest.mark.parametrize("strategy", [None, "SPREAD", "STRICT_PACK"])
+def test_gpu_ray_backend_placement_group(strategy: str | None) -> None:
+    settings = {"placement_group_strategy": strategy} if strategy else {}
+    result = options(
+        settings=settings, tensor_parallel_size=2, pipeline_parallel_size=2, distributed_executor_backend="ray"
+    )
+    assert result["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0}
+    assert result["placement_group_bundles"] == [{"CPU": 1, "GPU": 1}, {"GPU": 1}, {"GPU": 1}, {"GPU": 1}]
+    assert result["placement_group_strategy"] == (strategy or "PACK")
+
+
+def test_gpu_ray_backend_single_gpu() -> None:
+    result = options(distributed_executor_backend="ray")
+    assert result["placement_group_bundles"] == [{"CPU": 1, "GPU": 1}]
+
+
+@pytest.mark.parametrize("engine_kwargs", [{}, {"tensor_parallel_size": 2}, {"distributed_executor_backend": "ray"}])
+def test_cpu(engine_kwargs: dict[str, Any]) -> None:
+    result = options("cpu", **engine_kwargs)
+    assert result["ray_actor_options"] == {"num_cpus": 0}
+    assert "placement_group_bundles" not in result
+
+
+@pytest.mark.parametrize(
+    ("settings", "engine_kwargs", "expected"),
+    [
+        ({}, {}, 512),
+        ({}, {"max_num_seqs": 64}, 128),
+        ({}, {"max_num_seqs": 1}, 2),
+        ({"max_ongoing_requests": 7}, {"max_num_seqs": 64}, 7),
+        ({"max_ongoing_requests": 1000}, {}, 1000),
+    ],
+)
+def test_max_ongoing_requests(settings: dict[str, Any], engine_kwargs: dict[str, Any], expected: int) -> None:
+    assert options(settings=settings, **engine_kwargs)["max_ongoing_requests"] == expected
+
+
+@pytest.mark.parametrize(("num_replicas", "expected"), [(None, 1), (0, 0), (3, 3)])
+def test_num_replicas(num_replicas: int | None, expected: int) -> None:
+    assert options(settings={"num_replicas": num_replicas})["num_replicas"] == expected
+
+
+def test_autoscaling_replaces_num_replicas() -> None:
+    autoscaling = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 128}
+    result = options(settings={"autoscaling_config": autoscaling})
+    assert result["autoscaling_config"] == autoscaling
+    assert "num_replicas" not in result
+
+
+def test_user_ray_actor_options_merged_over_defaults() -> None:
+    result = options(settings={"ray_actor_options": {"num_cpus": 4, "resources": {"node:a": 0.01}}}, tensor_parallel_size=2)
+    assert result["ray_actor_options"] == {"num_cpus": 4, "num_gpus": 2, "resources": {"node:a": 0.01}}
+    cpu = options("cpu", settings={"ray_actor_options": {"memory": 1024}})
+    assert cpu["ray_actor_options"] == {"num_cpus": 0, "memory": 1024}
+
+
+def test_health_checks_and_retries_passed_when_set() -> None:
+    result = options(
+        settings={"health_check_period_s": 5, "health_check_timeout_s": 30, "max_constructor_retry_count": 1}
+    )
+    assert result["health_check_period_s"] == 5
+    assert result["health_check_timeout_s"] == 30
+    assert result["max_constructor_retry_count"] == 1
+    plain = options()
+    for key in ("health_check_period_s", "health_check_timeout_s", "max_constructor_retry_count", "autoscaling_config"):
+        assert key not in plain
+
+
+def test_options_are_accepted_by_serve() -> None:
+    # Every key produced must be one Ray Serve's `Deployment.options` takes.
+    from ray import serve
+
+    result = options(
+        settings={"autoscaling_config": {"min_replicas": 1, "max_replicas": 2}, "health_check_period_s": 5,
+                  "max_constructor_retry_count": 2},
+        tensor_parallel_size=2,
+        distributed_executor_backend="ray",
+    )
+
+    @serve.deployment
+    class Dummy:
+        pass
+
+    configured = Dummy.options(**result)
+    assert configured.name == result["name"]

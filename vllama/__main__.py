@@ -1,0 +1,3 @@
+from vllama.cli.main import main
+
+main()

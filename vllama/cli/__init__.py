@@ -1,0 +1,1 @@
+"""The `vllama` command. Heavy imports (ray, vllm) happen inside commands: `--help` is instant."""

@@ -1,0 +1,31 @@
+"""`vllama`: one Typer application, one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from vllama import __version__
+from vllama.cli import serve
+
+app = typer.Typer(
+    name="vllama",
+    help="Serve open LLMs to many users at once: vLLM on Ray Serve, behind Ollama's API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+
+
+@app.command("version")
+def version() -> None:
+    """Print vllama's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

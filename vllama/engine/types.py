@@ -1,0 +1,30 @@
+"""What the engine yields: vllama-owned types, so the streaming code never sees vLLM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Engine-side timings of one finished request, in nanoseconds.
+
+    `queue_ns`: waiting before the engine scheduled it; `prefill_ns`: from scheduling to the first
+    token (Ollama's prompt evaluation); `decode_ns`: from the first to the last token.
+    """
+
+    queue_ns: int
+    prefill_ns: int
+    decode_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDelta:
+    """New output of one engine step for one request (vLLM's DELTA output kind)."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    #: None while generating; "stop" or "length" on the last delta.
+    finish_reason: str | None = None
+    prompt_token_ids: tuple[int, ...] = ()
+    timings: Timings | None = None

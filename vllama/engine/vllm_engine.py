@@ -1,0 +1,278 @@
+"""The vLLM adapter: the only module of vllama that imports vllm.
+
+One `VllmEngine` owns one `AsyncLLM` (and so its engine-core process and workers). It renders
+prompts with vLLM's own renderer (the same code path as vLLM's /v1/chat/completions), turns our
+`SamplingSettings` into `SamplingParams`, and yields `EngineDelta`s. It also builds vLLM's OpenAI
+serving objects over the same engine, so `/v1` is vLLM's own implementation, not a re-translation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from vllama.engine.params import SamplingSettings
+from vllama.engine.startup import OutputTap, explain, root_cause
+from vllama.engine.types import EngineDelta, Timings
+from vllama.errors import ConfigError, EngineFailed, InvalidRequest, VllamaError
+
+logger = logging.getLogger(__name__)
+
+# Keys that vllama sets itself from the model's name and source.
+RESERVED_ENGINE_KWARGS = frozenset({"model", "served_model_name"})
+
+
+def engine_arg_names() -> frozenset[str]:
+    """Every keyword `AsyncEngineArgs` takes (to reject a config's typo before anything starts)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
+
+
+def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
+    reserved = RESERVED_ENGINE_KWARGS & engine_kwargs.keys()
+    if reserved:
+        raise ConfigError(f"engine_kwargs may not set {sorted(reserved)}: vllama sets them from the model's name and source")
+    unknown = sorted(set(engine_kwargs) - engine_arg_names())
+    if unknown:
+        raise ConfigError(f"unknown vLLM engine argument(s): {', '.join(unknown)} (see vLLM's AsyncEngineArgs)")
+
+
+class VllmEngine:
+    """A started vLLM engine for one model. Build it with `await VllmEngine.start(...)`."""
+
+    def __init__(self, engine: Any, name: str, openai: OpenAIServing) -> None:
+        self._engine = engine
+        self.name = name
+        self.openai = openai
+        model_config = engine.model_config
+        self.max_model_len: int = model_config.max_model_len
+        self.generation_config: dict[str, Any] = model_config.get_diff_sampling_param()
+        self.hf_config: dict[str, Any] = model_config.hf_config.to_dict()
+        self.dtype = str(model_config.dtype).removeprefix("torch.")
+        self._tokenizer = engine.get_tokenizer()
+        template = getattr(self._tokenizer, "chat_template", None)
+        self.chat_template: str | None = template if isinstance(template, str) else None
+
+    @classmethod
+    async def start(cls, name: str, source: str, engine_kwargs: Mapping[str, Any]) -> VllmEngine:
+        """Start the engine; a bad setting raises `ConfigError` saying what to change."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        check_engine_kwargs(engine_kwargs)
+        tap = OutputTap.install()
+        kwargs = {"disable_log_stats": False, **engine_kwargs, "model": source, "served_model_name": name}
+        started = time.monotonic()
+        try:
+            args = AsyncEngineArgs(**kwargs)
+            # The OpenAI server's usage context gives the same defaults as `vllm serve`
+            # (max_num_seqs, max_num_batched_tokens), which the seed's "set automatically" relies on.
+            vllm_config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+        except Exception as exc:  # pydantic ValidationError, ValueError, OSError for a bad path...
+            raise ConfigError(f"invalid engine settings for model '{name}': {_first_line(exc)}") from exc
+        if vllm_config.parallel_config.distributed_executor_backend == "ray":
+            # Serve reserved a placement group for this replica (serve/app.py): vLLM's Ray
+            # workers go into its GPU bundles, as Ray Serve LLM does it.
+            import ray.util
+
+            vllm_config.parallel_config.placement_group = ray.util.get_current_placement_group()
+        try:
+            engine = AsyncLLM.from_vllm_config(
+                vllm_config,
+                usage_context=UsageContext.OPENAI_API_SERVER,
+                disable_log_stats=kwargs["disable_log_stats"],
+            )
+        except Exception as exc:
+            cause = root_cause(tap.recent_lines()) or _first_line(exc)
+            raise ConfigError(f"engine for model '{name}' failed to start: {explain(cause, engine_kwargs)}") from exc
+        scheduler = vllm_config.scheduler_config
+        logger.info(
+            "engine for %s ready in %.1f s: max_model_len=%d max_num_seqs=%d max_num_batched_tokens=%d",
+            name, time.monotonic() - started, vllm_config.model_config.max_model_len,
+            scheduler.max_num_seqs, scheduler.max_num_batched_tokens,
+        )
+        return cls(engine, name, OpenAIServing.build(engine, name, source))
+
+    # --- prompts -------------------------------------------------------------------------
+
+    async def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Prompt token ids for messages, through the model's chat template (as vLLM's /v1 does)."""
+        from vllm.exceptions import VLLMError
+        from vllm.renderers import ChatParams
+
+        try:
+            _, (rendered,) = await self._engine.renderer.render_chat_async(
+                [list(messages)], ChatParams(chat_template_kwargs={"add_generation_prompt": True})
+            )
+        except VLLMError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        except Exception as exc:  # a template that raises on these messages (jinja's TemplateError...)
+            raise InvalidRequest(f"the chat template failed on these messages: {exc}") from exc
+        return list(rendered["prompt_token_ids"])
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    # --- generation ----------------------------------------------------------------------
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: SamplingSettings, request_id: str
+    ) -> AsyncIterator[EngineDelta]:
+        """Stream the new text of each engine step. Closing this generator aborts the request."""
+        from vllm.exceptions import VLLMError
+        from vllm.inputs import TokensPrompt
+
+        params = self._sampling_params(sampling)
+        stream = self._engine.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id)
+        try:
+            async for output in stream:
+                completion = output.outputs[0]
+                if not output.finished:
+                    yield EngineDelta(completion.text, tuple(completion.token_ids))
+                    continue
+                if completion.finish_reason not in ("stop", "length"):
+                    raise EngineFailed(f"generation ended with '{completion.finish_reason}'")
+                yield EngineDelta(
+                    completion.text,
+                    tuple(completion.token_ids),
+                    finish_reason=completion.finish_reason,
+                    prompt_token_ids=tuple(output.prompt_token_ids or prompt_token_ids),
+                    timings=_timings(output.metrics),
+                )
+        except VLLMError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        finally:
+            # vLLM aborts on GeneratorExit/CancelledError of its own generator; closing it here makes
+            # that happen now, not whenever the garbage collector gets to it.
+            await stream.aclose()
+
+    def _sampling_params(self, s: SamplingSettings) -> Any:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        return SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            min_p=s.min_p,
+            repetition_penalty=s.repetition_penalty,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            seed=s.seed,
+            stop=list(s.stop) or None,
+            max_tokens=s.max_tokens,
+            min_tokens=s.min_tokens,
+            ignore_eos=s.ignore_eos,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    async def abort(self, request_id: str) -> None:
+        await self._engine.abort(request_id)
+
+    def num_unfinished_requests(self) -> int:
+        return int(self._engine.get_num_unfinished_requests())
+
+    async def check_health(self) -> None:
+        await self._engine.check_health()
+
+    def shutdown(self) -> None:
+        self._engine.shutdown()
+
+
+def _timings(metrics: Any) -> Timings | None:
+    """Engine-core timestamps (monotonic, seconds) -> durations; None when stats are disabled."""
+    if metrics is None or not getattr(metrics, "first_token_ts", 0):
+        return None
+    scheduled = metrics.scheduled_ts or metrics.first_token_ts
+    queued = metrics.queued_ts or scheduled
+    return Timings(
+        queue_ns=max(int((scheduled - queued) * 1e9), 0),
+        prefill_ns=max(int((metrics.first_token_ts - scheduled) * 1e9), 0),
+        decode_ns=max(int((metrics.last_token_ts - metrics.first_token_ts) * 1e9), 0),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(line.strip() for line in text.splitlines()[:4])
+
+
+@dataclasses.dataclass
+class OpenAIServing:
+    """vLLM's own OpenAI handlers over our engine: /v1 answers exactly as `vllm serve` does."""
+
+    chat: Any
+    completion: Any
+    models: Any
+
+    @classmethod
+    def build(cls, engine: Any, name: str, source: str) -> OpenAIServing:
+        from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
+        from vllm.entrypoints.openai.completion.serving import OpenAIServingCompletion
+        from vllm.entrypoints.openai.models.protocol import BaseModelPath
+        from vllm.entrypoints.openai.models.serving import OpenAIServingModels
+        from vllm.renderers.online_renderer import OnlineRenderer
+
+        models = OpenAIServingModels(engine_client=engine, base_model_paths=[BaseModelPath(name=name, model_path=source)])
+        renderer = OnlineRenderer(
+            model_config=engine.model_config, renderer=engine.renderer, request_logger=None,
+            chat_template=None, chat_template_content_format="auto",
+        )
+        chat = OpenAIServingChat(
+            engine, models, "assistant", online_renderer=renderer, request_logger=None,
+            chat_template=None, chat_template_content_format="auto",
+        )
+        completion = OpenAIServingCompletion(engine, models, online_renderer=renderer, request_logger=None)
+        return cls(chat=chat, completion=completion, models=models)
+
+    async def create(self, kind: str, body: bytes) -> Any:
+        """Run one /v1 request (`kind` is "chat" or "completion") on its raw JSON body.
+
+        Returns vLLM's response model or an async iterator of SSE strings; vLLM's ErrorResponse
+        is raised as our `VllamaError` with its status.
+        """
+        from pydantic import ValidationError
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+        from vllm.exceptions import VLLMError
+
+        request_cls = ChatCompletionRequest if kind == "chat" else CompletionRequest
+        try:
+            request = request_cls.model_validate_json(body)
+        except ValidationError as exc:
+            raise InvalidRequest(_validation_message(exc)) from exc
+        request.model = self.models.base_model_paths[0].name
+        try:
+            if kind == "chat":
+                result = await self.chat.create_chat_completion(request, None)
+            else:
+                result = await self.completion.create_completion(request, None)
+        except VLLMError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if isinstance(result, ErrorResponse):
+            raise VllamaError(result.error.message, status_code=int(result.error.code or 500))
+        return result
+
+
+def _validation_message(exc: Any) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts)
+
+
+async def wait_idle(engine: VllmEngine, timeout_s: float) -> bool:
+    """True once the engine has no unfinished request (used by tests of client disconnects)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if engine.num_unfinished_requests() == 0:
+            return True
+        await asyncio.sleep(0.02)
+    return engine.num_unfinished_requests() == 0

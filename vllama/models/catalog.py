@@ -1,0 +1,93 @@
+"""Built-in catalog: Ollama names of common open models -> Hugging Face sources and engine defaults.
+
+The engine defaults follow what was measured for the seed project on a 24 GiB RTX 4090 with
+vLLM (docs/MODELS.md there): small models leave half the GPU free, 7-8B models need 0.9 or vLLM
+fails with "No available memory for the cache blocks". `max_model_len` is capped where the
+model's native context would not fit beside the weights on such a GPU. Any of these can be
+overridden per model in a serve config, and a config can declare models the catalog lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vllama.models.names import ModelName
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    source: str
+    family: str
+    parameter_size: str
+    engine_defaults: dict[str, Any] = field(default_factory=dict)
+    #: Only for documentation: gated repositories need `HF_TOKEN` in the environment.
+    gated: bool = False
+
+
+def _small(max_model_len: int = 32768) -> dict[str, Any]:
+    return {"gpu_memory_utilization": 0.5, "max_model_len": max_model_len}
+
+
+def _large(max_model_len: int = 32768, tensor_parallel_size: int = 1) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"gpu_memory_utilization": 0.9, "max_model_len": max_model_len}
+    if tensor_parallel_size > 1:
+        defaults["tensor_parallel_size"] = tensor_parallel_size
+    return defaults
+
+
+_ENTRIES: dict[str, CatalogEntry] = {
+    "qwen2.5:0.5b": CatalogEntry("Qwen/Qwen2.5-0.5B-Instruct", "qwen2", "494M", _small()),
+    "qwen2.5:1.5b": CatalogEntry("Qwen/Qwen2.5-1.5B-Instruct", "qwen2", "1.5B", _small()),
+    "qwen2.5:3b": CatalogEntry("Qwen/Qwen2.5-3B-Instruct", "qwen2", "3.1B", _large()),
+    "qwen2.5:7b": CatalogEntry("Qwen/Qwen2.5-7B-Instruct", "qwen2", "7.6B", _large()),
+    "qwen2.5:14b": CatalogEntry("Qwen/Qwen2.5-14B-Instruct", "qwen2", "14.8B", _large(16384)),
+    "qwen2.5:32b": CatalogEntry("Qwen/Qwen2.5-32B-Instruct", "qwen2", "32.8B", _large(tensor_parallel_size=2)),
+    "qwen2.5:72b": CatalogEntry("Qwen/Qwen2.5-72B-Instruct", "qwen2", "72.7B", _large(tensor_parallel_size=4)),
+    "qwen2.5-coder:1.5b": CatalogEntry("Qwen/Qwen2.5-Coder-1.5B-Instruct", "qwen2", "1.5B", _small()),
+    "qwen2.5-coder:7b": CatalogEntry("Qwen/Qwen2.5-Coder-7B-Instruct", "qwen2", "7.6B", _large()),
+    "llama3.2:1b": CatalogEntry("meta-llama/Llama-3.2-1B-Instruct", "llama", "1.2B", _small(), gated=True),
+    "llama3.2:3b": CatalogEntry("meta-llama/Llama-3.2-3B-Instruct", "llama", "3.2B", _large(), gated=True),
+    "llama3.1:8b": CatalogEntry("meta-llama/Llama-3.1-8B-Instruct", "llama", "8.0B", _large(), gated=True),
+    "llama3.1:70b": CatalogEntry(
+        "meta-llama/Llama-3.1-70B-Instruct", "llama", "70.6B", _large(tensor_parallel_size=4), gated=True
+    ),
+    "llama3:8b": CatalogEntry("meta-llama/Meta-Llama-3-8B-Instruct", "llama", "8.0B", _large(8192), gated=True),
+    "mistral:7b": CatalogEntry("mistralai/Mistral-7B-Instruct-v0.3", "llama", "7.2B", _large()),
+    "gemma2:2b": CatalogEntry("google/gemma-2-2b-it", "gemma2", "2.6B", _small(8192), gated=True),
+    "gemma2:9b": CatalogEntry("google/gemma-2-9b-it", "gemma2", "9.2B", _large(8192), gated=True),
+    "phi3.5:3.8b": CatalogEntry("microsoft/Phi-3.5-mini-instruct", "phi3", "3.8B", _large()),
+    "smollm2:135m": CatalogEntry("HuggingFaceTB/SmolLM2-135M-Instruct", "llama", "135M", _small(8192)),
+    "smollm2:360m": CatalogEntry("HuggingFaceTB/SmolLM2-360M-Instruct", "llama", "362M", _small(8192)),
+    "smollm2:1.7b": CatalogEntry("HuggingFaceTB/SmolLM2-1.7B-Instruct", "llama", "1.7B", _small(8192)),
+}
+
+#: What `:latest` (or no tag) means for each family, as in Ollama's library.
+_LATEST: dict[str, str] = {
+    "qwen2.5": "7b",
+    "qwen2.5-coder": "7b",
+    "llama3.2": "3b",
+    "llama3.1": "8b",
+    "llama3": "8b",
+    "mistral": "7b",
+    "gemma2": "9b",
+    "phi3.5": "3.8b",
+    "smollm2": "1.7b",
+}
+
+
+def lookup(name: ModelName) -> CatalogEntry | None:
+    """The catalog entry for a library name, or None (other namespaces are never in the catalog)."""
+    if name.display.count("/"):
+        return None
+    model, tag = name.model.lower(), name.tag.lower()
+    if tag == "latest" and model in _LATEST:
+        tag = _LATEST[model]
+    # Ollama also publishes "-instruct" tags for the same weights; they are the default here.
+    tag = tag.removesuffix("-instruct")
+    return _ENTRIES.get(f"{model}:{tag}")
+
+
+def names() -> list[str]:
+    """Every name the catalog answers to, for `vllama serve --help` and the docs."""
+    return sorted(_ENTRIES) + sorted(f"{family}:latest" for family in _LATEST)

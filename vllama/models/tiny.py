@@ -1,0 +1,144 @@
+"""Make small random-weight chat models offline.
+
+No model hub is reachable on our development and CI machines, yet the whole stack (Ray Serve,
+vLLM, the chat template, sampling) must run for real in the tests. A random-weight model with a
+real tokenizer and a real ChatML template gives exactly that: its text is gibberish, but greedy
+decoding is deterministic, so vLLM's output can be compared token for token with `transformers`.
+
+The weights come from a fixed seed, so the same spec always makes the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+#: ChatML, as Qwen2.5 uses it (without the tool-calling branches, which issue 3 adds).
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+# A few sentences are enough for a byte-level BPE to learn merges; bytes cover everything else.
+_TRAINING_TEXT = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Why is the sky blue? Because air scatters blue light more than red light.",
+    "Once upon a time there was a small model that served many users at once.",
+    "Hello! How can I help you today? Tell me a story about the sea.",
+    "vLLM batches requests continuously; Ray Serve spreads them over replicas.",
+    "def add(a, b):\n    return a + b\n",
+    "1 2 3 4 5 6 7 8 9 10, one two three four five six seven eight nine ten.",
+]
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Shape of a random-weight Qwen2 model. The defaults are the smallest that vLLM's CPU
+    attention kernel accepts (it needs head_dim 64: hidden 256 / 4 heads)."""
+
+    hidden_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 512
+    vocab_size: int = 512
+    max_position_embeddings: int = 2048
+    # Larger than the usual 0.02 so that logits are well separated: greedy decoding then never
+    # hinges on float rounding, and vLLM and transformers agree token for token.
+    initializer_range: float = 0.08
+    seed: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def make_tiny_model(path: str | os.PathLike[str], spec: TinyModelSpec | None = None) -> Path:
+    """Write a tokenizer and a random-weight `Qwen2ForCausalLM` to `path` and return it.
+
+    Idempotent: a directory already made from the same spec is reused. The directory appears
+    whole or not at all (built in a temporary sibling, then renamed), so a crash never leaves
+    a half-written model that vLLM would later fail to load.
+    """
+    spec = spec or TinyModelSpec()
+    target = Path(path)
+    marker = target / "vllama-tiny.json"
+    if marker.is_file() and marker.read_text() == spec.fingerprint:
+        return target
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        _write_tokenizer(staging, spec)
+        _write_weights(staging, spec)
+        (staging / "vllama-tiny.json").write_text(spec.fingerprint)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _write_tokenizer(directory: Path, spec: TinyModelSpec) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_TRAINING_TEXT, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    fast.model_max_length = spec.max_position_embeddings
+    fast.save_pretrained(directory)
+
+
+def _write_weights(directory: Path, spec: TinyModelSpec) -> None:
+    import torch
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
+    eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        initializer_range=spec.initializer_range,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=eos_ids,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(spec.seed)
+    model = Qwen2ForCausalLM(config).to(torch.float32).eval()
+    model.save_pretrained(directory, safe_serialization=True)
+    # No sampling defaults here: vLLM would apply them to every request, and Ollama's own
+    # defaults are what a client of ours expects.
+    GenerationConfig(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id).save_pretrained(directory)

@@ -1,0 +1,1 @@
+"""Ray Serve and FastAPI: the thin layer around the engine."""

@@ -1,0 +1,108 @@
+"""Ollama's routes. The whole table is this module; each handler parses, resolves the model,
+calls it and frames the answer. Behaviour lives in `vllama.translate` and `vllama.serve.inference`."""
+
+from __future__ import annotations
+
+import time
+from typing import TypeVar
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from vllama.errors import InvalidRequest
+from vllama.ollama_api.schema import ChatRequest, GenerateRequest, ShowRequest
+from vllama.serve.directory import ModelDirectory
+from vllama.serve.responses import NDJSON, json_response, ollama_error_line, stream_response, until_disconnect
+from vllama.translate import models as model_objects
+from vllama.translate.prompts import is_load_request
+from vllama.translate.responses import load_object
+
+#: The Ollama API release whose wire format we follow. Clients gate features on it (GitHub
+#: Copilot wants >= 0.6.4; Open WebUI parses it as dotted integers), so it must be Ollama's
+#: numbering, not vllama's own version.
+OLLAMA_API_VERSION = "0.32.15"
+
+router = APIRouter()
+M = TypeVar("M", bound=BaseModel)
+
+
+def directory(request: Request) -> ModelDirectory:
+    return request.app.state.directory
+
+
+async def parse(request: Request, schema: type[M]) -> tuple[bytes, M]:
+    body = await request.body()
+    if not body.strip():
+        raise InvalidRequest("missing request body")
+    try:
+        return body, schema.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidRequest(validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "json_invalid":
+        return f"invalid JSON: {error['msg'].removeprefix('Invalid JSON: ')}"
+    if error["type"] == "model_type":
+        return "invalid request: the body must be a JSON object"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"invalid value for '{where}': {message}" if where else message
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+async def root() -> Response:
+    return PlainTextResponse("Ollama is running")
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> Response:
+    return json_response({"version": OLLAMA_API_VERSION})
+
+
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
+async def tags(request: Request) -> Response:
+    descriptions = await directory(request).describe_all()
+    descriptions.sort(key=lambda d: d.modified_at, reverse=True)
+    return json_response({"models": [model_objects.tags_entry(d) for d in descriptions]})
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> Response:
+    descriptions = await directory(request).describe_all()
+    return json_response({"models": [model_objects.ps_entry(d) for d in descriptions]})
+
+
+@router.post("/api/show")
+async def show(request: Request) -> Response:
+    _, show_request = await parse(request, ShowRequest)
+    description = await directory(request).resolve(show_request.model_name).describe()
+    return json_response(model_objects.show_response(description, verbose=bool(show_request.verbose)))
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Response:
+    return await _inference(request, "generate", GenerateRequest)
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    return await _inference(request, "chat", ChatRequest)
+
+
+async def _inference(request: Request, kind: str, schema: type[GenerateRequest] | type[ChatRequest]) -> Response:
+    arrival_ns = time.monotonic_ns()
+    body, parsed = await parse(request, schema)
+    name = parsed.model_name
+    target = directory(request).resolve(name)
+    assert name is not None
+    if is_load_request(parsed):
+        # The model is always loaded in vLLM; answer as Ollama does for a load (or unload) call.
+        return json_response(load_object("chat" if kind == "chat" else "generate", name, parsed.keep_alive == 0))
+    if parsed.streaming:
+        chunks = target.stream("ollama", kind, body, parsed, arrival_ns, name)
+        return await stream_response(chunks, NDJSON, ollama_error_line)
+    return json_response(await until_disconnect(request, target.once("ollama", kind, body, parsed, arrival_ns, name)))

@@ -1,0 +1,131 @@
+"""Run the application in the foreground (`vllama serve`): start Ray, deploy, wait, stop cleanly.
+
+Ray Serve's HAProxy mode is what lets each engine replica answer HTTP itself; its settings are
+read once, when Ray's modules load in each process, so they are set here before `ray.init`
+(for `serve run`, the serve config sets them through `controller_options`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+APP_NAME = "vllama"
+
+
+def haproxy_environment(local_cluster: bool) -> dict[str, str]:
+    env = {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        # Replicas wait this long for in-flight requests before stopping; 30 s by default,
+        # which made every Ctrl-C take half a minute.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+    }
+    if local_cluster:
+        # HAProxy's stats and metrics listeners and Serve's fallback proxy default to fixed
+        # ports (8404, 9101, 8500, 9500); a local server takes free ones, so that two can run
+        # side by side (the tests, a benchmark next to a dev server).
+        for name in (
+            "RAY_SERVE_HAPROXY_STATS_PORT",
+            "RAY_SERVE_HAPROXY_METRICS_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+        ):
+            env[name] = str(free_port())
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_foreground(
+    args: dict[str, Any],
+    *,
+    host: str,
+    port: int,
+    ray_address: str | None,
+    haproxy: bool,
+    dashboard_port: int | None,
+) -> int:
+    from vllama.config import ServingConfig
+
+    ServingConfig.model_validate(args)  # fail on a bad config before anything starts
+    if haproxy:
+        for key, value in haproxy_environment(local_cluster=ray_address is None).items():
+            os.environ.setdefault(key, value)
+
+    import ray
+    from ray import serve
+
+    from vllama.serve.app import build_app
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    init_kwargs: dict[str, Any] = {"address": ray_address, "log_to_driver": True}
+    if ray_address is None:
+        init_kwargs.update(include_dashboard=dashboard_port != 0, dashboard_port=dashboard_port or None)
+    context = ray.init(**init_kwargs)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        application = build_app(args)
+        names = ", ".join(m["name"] for m in args["models"])
+        _say(f"starting {names} (each engine takes from seconds to minutes to load)")
+        deploy = threading.Thread(target=_deploy, args=(serve, application, stop), daemon=True)
+        deploy.start()
+        while deploy.is_alive() and not stop.is_set():
+            deploy.join(0.2)
+        if stop.is_set():
+            return 130
+        if getattr(deploy, "error", None):
+            _say(f"failed to start: {failure_reason(serve) or deploy.error}")  # type: ignore[attr-defined]
+            return 1
+        dashboard = getattr(context, "dashboard_url", None)
+        _say(f"serving {names} at http://{_display_host(host)}:{port}"
+             + (f" (Ray dashboard: http://{dashboard})" if dashboard else ""))
+        while not stop.wait(1.0):
+            pass
+        return 0
+    finally:
+        _say("stopping")
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def _deploy(serve: Any, application: Any, stop: threading.Event) -> None:
+    try:
+        serve.run(application, name=APP_NAME, route_prefix="/")
+    except Exception as exc:  # shown to the user by run_foreground
+        threading.current_thread().error = exc  # type: ignore[attr-defined]
+
+
+def failure_reason(serve: Any) -> str | None:
+    """Our own error from a replica that failed to start (Serve's message only says that the
+    deployment failed; the replica's traceback is in the deployment's status)."""
+    try:
+        application = serve.status().applications.get(APP_NAME)
+    except Exception:
+        return None
+    for deployment in (application.deployments.values() if application else ()):
+        if match := re.search(r"vllama\.errors\.\w+: (.+)", deployment.message or "", re.DOTALL):
+            return match.group(1).strip()
+    return None
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+def _say(message: str) -> None:
+    print(f"vllama: {message}", file=sys.stderr, flush=True)
