@@ -1,8 +1,11 @@
 """One real application for the whole test session: `vllama serve` (Ray Serve in HAProxy mode,
 two vLLM engines on the CPU) spoken to over HTTP by the real `ollama` and `openai` clients.
 
-The first model is the application's ingress (served in the replica that received the request);
-the second is reached through a forwarded Ray hop, so both request paths are covered.
+The first model is the embedded default, by name, and the application's ingress (served in the
+replica that received the request). The second is a local model directory given as `--model`,
+reached through a forwarded Ray hop, so both request paths are covered. Both have the same
+random weights (same seed), so they answer alike. The seed's engine flags are set on the
+command line, and `test_engine_flags.py` checks that the engines run with them.
 """
 
 from __future__ import annotations
@@ -12,18 +15,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.support import ServerProcess, free_port, short_tmpdir, vllama_command
 
 PRIMARY = "vllama-tiny:latest"
-SECOND = "tiny-two:latest"
-APP_CONFIG = {
-    "models": [
-        # enforce_eager: no torch.compile, so an engine starts in ~20 s instead of ~45 s.
-        {"name": PRIMARY, "engine_kwargs": {"enforce_eager": True}},
-        {"name": SECOND, "source": "random:tiny", "engine_kwargs": {"enforce_eager": True}},
-    ]
+SECOND = "tiny-two:latest"  # named after its directory
+FLAGS = {
+    "--gpu-memory-utilization": "0.1",  # on a CPU: the share of host memory for the KV cache
+    "--max-num-seqs": "64",
+    "--max-num-batched-tokens": "4096",
+    "--max-model-len": "2048",
+    "--enable-prefix-caching": None,
 }
 
 
@@ -34,12 +36,21 @@ def _ready(server: ServerProcess) -> bool:
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
+    from vllama.models.tiny import make_tiny_model
+
     workdir = short_tmpdir("vt-e2e-")
-    config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(APP_CONFIG))
+    local_model = make_tiny_model(workdir / SECOND.split(":")[0])
+    flags = [part for flag, value in FLAGS.items() for part in ((flag, value) if value else (flag,))]
     port = free_port()
     process = ServerProcess(
-        vllama_command("serve", "--config", str(config), "--port", str(port), "--dashboard-port", "0"), workdir, port
+        vllama_command(
+            "serve", "--model", "vllama-tiny", "--model", str(local_model), *flags,
+            # No torch.compile: an engine starts in ~20 s instead of ~45 s.
+            "--engine-arg", "enforce_eager=true",
+            "--port", str(port), "--dashboard-port", "0",
+        ),
+        workdir,
+        port,
     )
     try:
         process.start()
@@ -56,7 +67,7 @@ def base_url(server: ServerProcess) -> str:
 
 @pytest.fixture(scope="session")
 def model_dir(server: ServerProcess) -> Path:
-    """The random model's files, as the server made them (for comparisons with transformers)."""
+    """The embedded model's files, as the server made them (for comparisons with transformers)."""
     return server.workdir / "home" / "models" / "random-tiny"
 
 

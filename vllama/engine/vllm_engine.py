@@ -45,15 +45,26 @@ def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
 class VllmEngine:
     """A started vLLM engine for one model. Build it with `await VllmEngine.start(...)`."""
 
-    def __init__(self, engine: Any, name: str, openai: OpenAIServing) -> None:
+    def __init__(self, engine: Any, name: str, openai: OpenAIServing, vllm_config: Any) -> None:
         self._engine = engine
         self.name = name
         self.openai = openai
         model_config = engine.model_config
+        scheduler, cache, parallel = vllm_config.scheduler_config, vllm_config.cache_config, vllm_config.parallel_config
+        #: What the engine runs with, after vLLM filled in what was left unset.
+        self.settings: dict[str, Any] = {
+            "max_model_len": model_config.max_model_len,
+            "max_num_seqs": scheduler.max_num_seqs,
+            "max_num_batched_tokens": scheduler.max_num_batched_tokens,
+            "enable_prefix_caching": bool(cache.enable_prefix_caching),
+            "gpu_memory_utilization": cache.gpu_memory_utilization,
+            "tensor_parallel_size": parallel.tensor_parallel_size,
+            "pipeline_parallel_size": parallel.pipeline_parallel_size,
+            "dtype": str(model_config.dtype).removeprefix("torch."),
+        }
         self.max_model_len: int = model_config.max_model_len
         self.generation_config: dict[str, Any] = model_config.get_diff_sampling_param()
         self.hf_config: dict[str, Any] = model_config.hf_config.to_dict()
-        self.dtype = str(model_config.dtype).removeprefix("torch.")
         self._tokenizer = engine.get_tokenizer()
         template = getattr(self._tokenizer, "chat_template", None)
         self.chat_template: str | None = template if isinstance(template, str) else None
@@ -91,13 +102,9 @@ class VllmEngine:
         except Exception as exc:
             cause = root_cause(tap.recent_lines()) or _first_line(exc)
             raise ConfigError(f"engine for model '{name}' failed to start: {explain(cause, engine_kwargs)}") from exc
-        scheduler = vllm_config.scheduler_config
-        logger.info(
-            "engine for %s ready in %.1f s: max_model_len=%d max_num_seqs=%d max_num_batched_tokens=%d",
-            name, time.monotonic() - started, vllm_config.model_config.max_model_len,
-            scheduler.max_num_seqs, scheduler.max_num_batched_tokens,
-        )
-        return cls(engine, name, OpenAIServing.build(engine, name, source))
+        started_engine = cls(engine, name, OpenAIServing.build(engine, name, source), vllm_config)
+        logger.info("engine for %s ready in %.1f s: %s", name, time.monotonic() - started, started_engine.settings)
+        return started_engine
 
     # --- prompts -------------------------------------------------------------------------
 

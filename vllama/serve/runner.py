@@ -84,8 +84,8 @@ def run_foreground(
         deploy.start()
         while deploy.is_alive() and not stop.is_set():
             deploy.join(0.2)
-        if stop.is_set():
-            return 130
+        if stop.is_set():  # Ctrl-C while starting: a clean stop all the same
+            return 0
         if getattr(deploy, "error", None):
             _say(f"failed to start: {failure_reason(serve) or deploy.error}")  # type: ignore[attr-defined]
             return 1

@@ -72,7 +72,7 @@ class LocalModel:
         return self.description
 
     async def status(self) -> dict[str, Any]:
-        return {"unfinished_requests": self.engine.num_unfinished_requests(), "max_model_len": self.engine.max_model_len}
+        return {"unfinished_requests": self.engine.num_unfinished_requests(), "engine": self.engine.settings}
 
 
 def _kind(kind: str) -> Kind:
