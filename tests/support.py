@@ -112,3 +112,21 @@ def _killpg(pgid: int) -> None:
 
 def vllama_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "vllama", *args]
+
+
+def replica_http_port(server: ServerProcess, deployment: str) -> int:
+    """The HTTP port of a deployment's replica, which Ray Serve's HAProxy forwards to: the port
+    in Serve's direct-ingress range that the replica's process listens on."""
+    import psutil
+
+    assert server.proc is not None
+    for proc in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            if deployment not in " ".join(proc.cmdline()) and deployment not in proc.name():
+                continue
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and 30000 <= conn.laddr.port <= 31000:
+                    return int(conn.laddr.port)
+        except psutil.Error:
+            continue
+    raise LookupError(f"no replica of {deployment} listens in Serve's direct-ingress range")

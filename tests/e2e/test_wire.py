@@ -144,3 +144,22 @@ def test_tags_show_ps(http: httpx.Client) -> None:
     ps = http.get("/api/ps").json()["models"]
     assert {p["name"] for p in ps} == {PRIMARY, SECOND}
     assert all(p["context_length"] == 2048 and p["size_vram"] == 0 for p in ps)  # CPU: nothing in VRAM
+
+
+def test_raw_prompt_skips_the_template_and_context(http: httpx.Client) -> None:
+    body = {"model": PRIMARY, "prompt": "Why is the sky blue?", "stream": False, "options": {"num_predict": 3}}
+    templated = http.post("/api/generate", json=body).json()
+    raw = http.post("/api/generate", json={**body, "raw": True}).json()
+    assert raw["prompt_eval_count"] < templated["prompt_eval_count"]  # no <|im_start|>user ... wrapping
+    assert "context" not in raw and "context" in templated
+
+
+def test_context_continues_the_conversation(http: httpx.Client) -> None:
+    first = http.post("/api/generate", json={"model": PRIMARY, "prompt": "Hello", "stream": False,
+                                             "options": {"num_predict": 4, "ignore_eos": True}}).json()
+    alone = http.post("/api/generate", json={"model": PRIMARY, "prompt": "And then?", "stream": False,
+                                             "options": {"num_predict": 1}}).json()
+    follow = http.post("/api/generate", json={"model": PRIMARY, "prompt": "And then?", "stream": False,
+                                              "context": first["context"], "options": {"num_predict": 1}}).json()
+    assert follow["prompt_eval_count"] == len(first["context"]) + alone["prompt_eval_count"]
+    assert follow["context"][: len(first["context"])] == first["context"]

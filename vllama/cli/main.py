@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vllama import __version__
-from vllama.cli import serve
+from vllama.cli import bench, serve
 
 app = typer.Typer(
     name="vllama",
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("bench")(bench.bench)
 
 
 @app.command("version")

@@ -8,7 +8,6 @@ serving objects over the same engine, so `/v1` is vLLM's own implementation, not
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -40,6 +39,43 @@ def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
     unknown = sorted(set(engine_kwargs) - engine_arg_names())
     if unknown:
         raise ConfigError(f"unknown vLLM engine argument(s): {', '.join(unknown)} (see vLLM's AsyncEngineArgs)")
+
+
+class CountingEngineClient:
+    """`AsyncLLM`, counting how its requests end: finished by the engine, or aborted because
+    their consumer went away first (vLLM aborts a request when its generator is closed early,
+    but its metrics do not count aborts). Our Ollama path and vLLM's own /v1 handlers both use
+    this client, so every request is counted."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.completed_requests = 0
+        self.aborted_requests = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    async def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        stream = self._engine.generate(*args, **kwargs)
+        ended = False
+        try:
+            async for output in stream:
+                if output.finished:
+                    ended = True
+                    if output.outputs and output.outputs[0].finish_reason == "abort":
+                        self.aborted_requests += 1
+                    else:
+                        self.completed_requests += 1
+                yield output
+        except Exception:
+            ended = True  # refused or failed: nothing left to abort
+            raise
+        finally:
+            if not ended:
+                self.aborted_requests += 1
+            # vLLM aborts on GeneratorExit/CancelledError of its own generator; closing it
+            # here makes that happen now, not whenever the garbage collector gets to it.
+            await stream.aclose()
 
 
 class VllmEngine:
@@ -94,11 +130,11 @@ class VllmEngine:
 
             vllm_config.parallel_config.placement_group = ray.util.get_current_placement_group()
         try:
-            engine = AsyncLLM.from_vllm_config(
+            engine = CountingEngineClient(AsyncLLM.from_vllm_config(
                 vllm_config,
                 usage_context=UsageContext.OPENAI_API_SERVER,
                 disable_log_stats=kwargs["disable_log_stats"],
-            )
+            ))
         except Exception as exc:
             cause = root_cause(tap.recent_lines()) or _first_line(exc)
             raise ConfigError(f"engine for model '{name}' failed to start: {explain(cause, engine_kwargs)}") from exc
@@ -155,9 +191,7 @@ class VllmEngine:
         except VLLMError as exc:
             raise InvalidRequest(str(exc)) from exc
         finally:
-            # vLLM aborts on GeneratorExit/CancelledError of its own generator; closing it here makes
-            # that happen now, not whenever the garbage collector gets to it.
-            await stream.aclose()
+            await stream.aclose()  # closing early aborts the request (CountingEngineClient)
 
     def _sampling_params(self, s: SamplingSettings) -> Any:
         from vllm.sampling_params import RequestOutputKind, SamplingParams
@@ -183,6 +217,14 @@ class VllmEngine:
 
     def num_unfinished_requests(self) -> int:
         return int(self._engine.get_num_unfinished_requests())
+
+    @property
+    def completed_requests(self) -> int:
+        return self._engine.completed_requests
+
+    @property
+    def aborted_requests(self) -> int:
+        return self._engine.aborted_requests
 
     async def check_health(self) -> None:
         await self._engine.check_health()
@@ -274,12 +316,3 @@ def _validation_message(exc: Any) -> str:
         parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
     return "; ".join(parts)
 
-
-async def wait_idle(engine: VllmEngine, timeout_s: float) -> bool:
-    """True once the engine has no unfinished request (used by tests of client disconnects)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if engine.num_unfinished_requests() == 0:
-            return True
-        await asyncio.sleep(0.02)
-    return engine.num_unfinished_requests() == 0

@@ -82,7 +82,12 @@ class ClientDisconnected(Exception):
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it if the client goes away first (Starlette does not cancel a
-    handler whose client disconnected; without this a `stream: false` request would run on)."""
+    handler whose client disconnected; without this a `stream: false` request would run on).
+
+    The work is cancelled on every way out: our own watcher seeing the disconnect, or the
+    handler itself being cancelled (Ray Serve's direct ingress cancels it when it notices the
+    disconnect first; a bare `await` would leave the inner task running to the end).
+    """
     task = asyncio.ensure_future(work)
 
     async def disconnected() -> None:
@@ -92,10 +97,11 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     watcher = asyncio.ensure_future(disconnected())
     try:
         done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        raise ClientDisconnected()
     finally:
         watcher.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    raise ClientDisconnected()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

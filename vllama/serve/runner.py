@@ -27,6 +27,11 @@ def haproxy_environment(local_cluster: bool) -> dict[str, str]:
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
     }
     if local_cluster:
+        # Ray starts its workers at nice 15 so that its own daemons stay responsive. Here the
+        # workers are the service (the replica, vLLM's engine core and workers, HAProxy): niced,
+        # any normal process preempts the engine mid-step. Measured on a 2-core machine at 32
+        # concurrent streams: 62-68 req/s niced, 74 at nice 0 (docs/ARCHITECTURE.md).
+        env["RAY_worker_niceness"] = "0"
         # HAProxy's stats and metrics listeners and Serve's fallback proxy default to fixed
         # ports (8404, 9101, 8500, 9500); a local server takes free ones, so that two can run
         # side by side (the tests, a benchmark next to a dev server).

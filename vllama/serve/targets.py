@@ -72,7 +72,12 @@ class LocalModel:
         return self.description
 
     async def status(self) -> dict[str, Any]:
-        return {"unfinished_requests": self.engine.num_unfinished_requests(), "engine": self.engine.settings}
+        return {
+            "unfinished_requests": self.engine.num_unfinished_requests(),
+            "completed_requests": self.engine.completed_requests,
+            "aborted_requests": self.engine.aborted_requests,
+            "engine": self.engine.settings,
+        }
 
 
 def _kind(kind: str) -> Kind:

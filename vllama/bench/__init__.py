@@ -1,0 +1,1 @@
+"""`vllama bench`: load generation and latency/throughput statistics for Ollama and OpenAI servers."""
