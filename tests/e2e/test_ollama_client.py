@@ -5,7 +5,7 @@ from __future__ import annotations
 import ollama
 import pytest
 
-from tests.e2e.conftest import PRIMARY, SECOND
+from tests.e2e.conftest import ALL_MODELS, PRIMARY, SECOND
 
 DETERMINISTIC = {"temperature": 0, "num_predict": 10, "ignore_eos": True}
 
@@ -16,10 +16,10 @@ def client(base_url: str) -> ollama.Client:
 
 
 def test_list_show_ps(client: ollama.Client) -> None:
-    assert {m.model for m in client.list().models} == {PRIMARY, SECOND}
+    assert {m.model for m in client.list().models} == ALL_MODELS
     shown = client.show("vllama-tiny")
     assert shown.modelinfo["general.architecture"] == "qwen2" and shown.capabilities == ["completion"]
-    assert {m.model for m in client.ps().models} == {PRIMARY, SECOND}
+    assert {m.model for m in client.ps().models} == ALL_MODELS
 
 
 @pytest.mark.parametrize("model", [PRIMARY, SECOND])

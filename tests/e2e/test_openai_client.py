@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import PRIMARY, SECOND
+from tests.e2e.conftest import ALL_MODELS, PRIMARY, SECOND
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def client(base_url: str) -> openai.OpenAI:
 
 
 def test_models(client: openai.OpenAI) -> None:
-    assert {m.id for m in client.models.list().data} == {PRIMARY, SECOND}
+    assert {m.id for m in client.models.list().data} == ALL_MODELS
     assert client.models.retrieve(SECOND).id == SECOND
 
 

@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.conftest import PRIMARY, SECOND
+from tests.e2e.conftest import ALL_MODELS, EMBED, PRIMARY, SECOND
 
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
@@ -131,19 +131,21 @@ def test_empty_prompt_loads_or_unloads(http: httpx.Client, path: str, body: dict
 
 def test_tags_show_ps(http: httpx.Client) -> None:
     models = http.get("/api/tags").json()["models"]
-    assert {m["name"] for m in models} == {PRIMARY, SECOND}
+    assert {m["name"] for m in models} == ALL_MODELS
     for m in models:
         assert m["model"] == m["name"]  # Open WebUI keys models on `model`, with the tag
         assert m["size"] > 0 and re.fullmatch(r"[0-9a-f]{64}", m["digest"])
-        assert m["details"]["family"] == "qwen2" and m["details"]["quantization_level"] == "F32"
+        family = "bert" if m["name"] == EMBED else "qwen2"
+        assert m["details"]["family"] == family and m["details"]["quantization_level"] == "F32"
     show = http.post("/api/show", json={"name": "VLLAMA-TINY"}).json()  # `name` and any case work
     assert show["capabilities"] == ["completion"]
     assert show["model_info"]["general.architecture"] == "qwen2"
     assert show["model_info"]["qwen2.block_count"] == 2
     assert "<|im_start|>" in show["template"] and show["details"]["parameter_size"].endswith("M")
     ps = http.get("/api/ps").json()["models"]
-    assert {p["name"] for p in ps} == {PRIMARY, SECOND}
-    assert all(p["context_length"] == 2048 and p["size_vram"] == 0 for p in ps)  # CPU: nothing in VRAM
+    assert {p["name"] for p in ps} == ALL_MODELS
+    assert all(p["size_vram"] == 0 for p in ps)  # CPU: nothing in VRAM
+    assert {p["name"]: p["context_length"] for p in ps} == {PRIMARY: 2048, SECOND: 2048, EMBED: 256}
 
 
 def test_raw_prompt_skips_the_template_and_context(http: httpx.Client) -> None:

@@ -51,6 +51,17 @@ async def _sse(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _sse_without_usage(request: web.Request) -> web.StreamResponse:
+    # llama-cpp-python's server: one chunk per token, a finish reason, no usage.
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for _ in range(TOKENS):
+        await response.write(b'data: {"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}\n\n')
+    await response.write(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n')
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
 async def _failing(request: web.Request) -> web.Response:
     return web.json_response({"error": "model 'm' not found"}, status=404)
 
@@ -61,6 +72,7 @@ async def scripted_server():
     app.router.add_post("/api/chat", _ndjson)
     app.router.add_post("/v1/chat/completions", _sse)
     app.router.add_post("/api/generate", _failing)
+    app.router.add_post("/v1/completions", _sse_without_usage)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -111,6 +123,13 @@ async def test_failures_carry_the_error(scripted_server: str) -> None:
                     endpoint="generate", warmup=0)
     s = summarize(await run_load(spec))
     assert s["failed"] == 3 and "404" in s["first_error"] and "not found" in s["first_error"]
+
+
+async def test_stream_without_usage_counts_by_finish_reason(scripted_server: str) -> None:
+    spec = LoadSpec(base_url=scripted_server, api="openai", model="m", requests=3, concurrency=1,
+                    endpoint="generate", output_tokens=TOKENS, warmup=0)
+    s = summarize(await run_load(spec))
+    assert s["failed"] == 0 and s["mean_output_tokens"] == TOKENS
 
 
 def test_request_bodies_ask_for_exact_lengths() -> None:

@@ -53,6 +53,17 @@ def test_flags_applied_to_every_model() -> None:
     ServingConfig.model_validate(args)
 
 
+def test_embedding_models_keep_their_own_context() -> None:
+    flags = {**NO_FLAGS, "max_model_len": 4096, "max_num_seqs": 32, "enable_prefix_caching": True}
+    args = build(models=["qwen2.5:1.5b", "all-minilm", "emb=/models/e"], flags=flags)
+    generating, catalog_embedding, unknown = args["models"]
+    assert generating["max_model_len"] == 4096 and generating["enable_prefix_caching"] is True
+    assert "max_model_len" not in catalog_embedding and "enable_prefix_caching" not in catalog_embedding
+    assert catalog_embedding["max_num_seqs"] == 32
+    assert unknown["max_model_len"] == 4096  # not known to embed: a config says `runner: pooling`
+    ServingConfig.model_validate(args)
+
+
 def test_engine_args_parsed_as_yaml() -> None:
     args = build(
         models=["qwen2.5:1.5b"],

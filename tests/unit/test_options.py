@@ -7,10 +7,17 @@ from typing import Any
 
 import pytest
 
-from vllama.engine.params import ContextLimits, SamplingSettings
+from vllama.engine.params import ContextLimits, SamplingSettings, StructuredOutput
 from vllama.errors import InvalidRequest
 from vllama.ollama_api.schema import Options
-from vllama.translate.options import OLLAMA_DEFAULTS, context_limits, model_defaults, options_to_sampling
+from vllama.translate.options import (
+    OLLAMA_DEFAULTS,
+    context_limits,
+    logprobs_wanted,
+    model_defaults,
+    options_to_sampling,
+    structured_output,
+)
 
 DEFAULTS = model_defaults({}, {})
 
@@ -261,3 +268,38 @@ def test_context_limits_non_positive_default_rejected(num_ctx: int) -> None:
 @pytest.mark.parametrize(("truncate", "expected"), [(None, True), (True, True), (False, False)])
 def test_context_limits_truncate(truncate: bool | None, expected: bool) -> None:
     assert context_limits(None, {}, max_model_len=128, truncate=truncate).truncate is expected
+
+
+# --- format and logprobs -------------------------------------------------------------------------
+
+
+SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+@pytest.mark.parametrize(
+    ("format", "expected"),
+    [(None, None), ("", None), ("json", StructuredOutput()), (SCHEMA, StructuredOutput(json_schema=SCHEMA))],
+)
+def test_structured_output(format: Any, expected: StructuredOutput | None) -> None:
+    assert structured_output(format) == expected
+
+
+@pytest.mark.parametrize("format", ["xml", "JSON", 3, ["json"]])
+def test_structured_output_refuses_other_formats(format: Any) -> None:
+    with pytest.raises(InvalidRequest, match='expected "json" or a valid JSON Schema object'):
+        structured_output(format)
+
+
+@pytest.mark.parametrize(
+    ("logprobs", "top", "expected"),
+    [(None, None, None), (False, None, None), (False, 0, None), (True, None, 0), (True, 0, 0), (True, 5, 5),
+     (None, 3, 3), (True, 20, 20)],
+)
+def test_logprobs_wanted(logprobs: bool | None, top: int | None, expected: int | None) -> None:
+    assert logprobs_wanted(logprobs, top) == expected
+
+
+@pytest.mark.parametrize("top", [-1, 21])
+def test_top_logprobs_range(top: int) -> None:
+    with pytest.raises(InvalidRequest, match="^top_logprobs must be between 0 and 20$"):
+        logprobs_wanted(True, top)

@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 
-from vllama.engine.types import Timings
+from vllama.engine.types import Timings, TokenLogprob
 from vllama.ollama_api.schema import ChatResponse, GenerateResponse, Metrics
-from vllama.translate.responses import RequestClock, StreamEncoder, created_at, final_object, load_object, metrics
+from vllama.translate.responses import (
+    RequestClock,
+    StreamEncoder,
+    created_at,
+    final_object,
+    load_object,
+    logprob_objects,
+    metrics,
+)
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 SCHEMAS = {"generate": GenerateResponse, "chat": ChatResponse}
@@ -245,3 +253,40 @@ def test_load_object(kind: str, unload: bool, reason: str) -> None:
     assert not set(obj) & set(METRICS)
     assert "context" not in obj
     SCHEMAS[kind].model_validate_json(json.dumps(obj))
+
+
+# --- logprobs ---------------------------------------------------------------------------------
+
+CHOSEN = TokenLogprob("é", -0.25, (("é", -0.25), ("e", -1.5)))
+
+
+@pytest.mark.parametrize("kind", ["generate", "chat"])
+def test_chunk_with_logprobs(kind: str) -> None:
+    line = StreamEncoder("m", kind).chunk("é", (CHOSEN,))  # type: ignore[arg-type]
+    obj = json.loads(line)
+    SCHEMAS[kind].model_validate(obj)
+    assert obj["logprobs"] == [{
+        "token": "é", "logprob": -0.25, "bytes": [195, 169],
+        "top_logprobs": [{"token": "é", "logprob": -0.25, "bytes": [195, 169]},
+                         {"token": "e", "logprob": -1.5, "bytes": [101]}],
+    }]
+
+
+def test_logprobs_without_alternatives_leave_them_out() -> None:
+    (entry,) = logprob_objects([TokenLogprob("a", -0.5)])
+    assert entry == {"token": "a", "logprob": -0.5, "bytes": [97]}
+
+
+def test_forbidden_tokens_get_a_finite_logprob() -> None:
+    # A token an output constraint masked has logprob -inf, which JSON cannot carry.
+    (entry,) = logprob_objects([TokenLogprob("{", 0.0, (("{", 0.0), ("x", float("-inf"))))])
+    assert entry["top_logprobs"][1]["logprob"] == -9999.0
+    assert json.loads(json.dumps(entry)) == entry
+
+
+@pytest.mark.parametrize("kind", ["generate", "chat"])
+def test_final_object_carries_all_logprobs(kind: str) -> None:
+    obj = final_object(kind, "m", "ab", "stop", {}, None, [TokenLogprob("a", -0.1), TokenLogprob("b", -0.2)])  # type: ignore[arg-type]
+    SCHEMAS[kind].model_validate(obj)
+    assert [e["token"] for e in obj["logprobs"]] == ["a", "b"]
+    assert "logprobs" not in final_object(kind, "m", "ab", "stop", {})  # type: ignore[arg-type]

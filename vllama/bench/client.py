@@ -63,7 +63,7 @@ async def timed_request(session: aiohttp.ClientSession, base_url: str, api: Api,
             if api == "ollama":
                 await _read_ndjson(response, record)
             else:
-                await _read_sse(response, record)
+                await _read_sse(response, record, work.output_tokens)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         record.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -96,7 +96,8 @@ async def _read_ndjson(response: aiohttp.ClientResponse, record: RequestRecord) 
         record.error = "stream ended without a final object"
 
 
-async def _read_sse(response: aiohttp.ClientResponse, record: RequestRecord) -> None:
+async def _read_sse(response: aiohttp.ClientResponse, record: RequestRecord, requested: int) -> None:
+    finish_reason = None
     async for line in response.content:
         if not line.startswith(b"data: "):
             continue
@@ -111,8 +112,16 @@ async def _read_sse(response: aiohttp.ClientResponse, record: RequestRecord) -> 
             text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
             if text:
                 _text_arrived(record)
+            finish_reason = choice.get("finish_reason") or finish_reason
         if usage := chunk.get("usage"):
             record.output_tokens = int(usage.get("completion_tokens") or 0)
             record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
     if not record.output_tokens and record.error is None:
-        record.error = "stream ended without usage"
+        # No usage in the stream (llama-cpp-python's server sends none): a request that ended by
+        # length made exactly what it asked for; otherwise count the text chunks (one per token).
+        if finish_reason == "length":
+            record.output_tokens = requested
+        elif record.chunk_times:
+            record.output_tokens = len(record.chunk_times)
+        else:
+            record.error = "stream ended without text or usage"

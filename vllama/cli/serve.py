@@ -111,7 +111,7 @@ def build_config(
     extra = dict(parse_engine_arg(a) for a in engine_args)
     for entry in args["models"]:
         for key in ENGINE_FLAGS:
-            if flags.get(key) is not None:
+            if flags.get(key) is not None and not (key in GENERATION_ONLY_FLAGS and is_embedding_model(entry)):
                 entry[key] = flags[key]
         if extra:
             entry["engine_kwargs"] = {**entry.get("engine_kwargs", {}), **extra}
@@ -122,6 +122,29 @@ def build_config(
     if accelerator != "auto":
         args["accelerator"] = accelerator
     return args
+
+
+#: Flags that only make sense for a generating model, so that one command line can serve both
+#: kinds: an embedding model keeps its own context (all-MiniLM's is 256 tokens, and vLLM refuses
+#: a longer one), and an encoder has no KV cache to reuse (vLLM fails to start a BERT engine with
+#: prefix caching: "HybridKVCacheCoordinator requires at least one cacheable group").
+GENERATION_ONLY_FLAGS = frozenset({"max_model_len", "enable_prefix_caching"})
+
+
+def is_embedding_model(entry: dict[str, Any]) -> bool:
+    """A config entry for a pooling engine: a catalog embedding model or `runner: pooling`."""
+    from vllama.models import catalog
+    from vllama.models.names import ModelName
+
+    if (entry.get("engine_kwargs") or {}).get("runner") == "pooling":
+        return True
+    if entry.get("source"):
+        return False
+    try:
+        found = catalog.lookup(ModelName.parse(entry["name"]))
+    except Exception:
+        return False
+    return found is not None and found.embedding
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

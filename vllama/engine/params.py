@@ -12,6 +12,14 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class StructuredOutput:
+    """Constrain the output to JSON (Ollama's `format`, OpenAI's `response_format`)."""
+
+    #: A JSON schema the output must validate against; None: any JSON object (`format: "json"`).
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class SamplingSettings:
     """Sampling, after defaults were applied. Names are vLLM's (so the adapter is a plain copy)."""
 
@@ -28,6 +36,10 @@ class SamplingSettings:
     max_tokens: int | None
     min_tokens: int
     ignore_eos: bool
+    structured: StructuredOutput | None = None
+    #: Log probabilities: None for none, else how many most likely alternatives to report per
+    #: token besides the chosen one (Ollama's `top_logprobs`, 0-20).
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)

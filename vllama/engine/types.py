@@ -19,6 +19,16 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log probability, and the most likely alternatives at its position."""
+
+    token: str
+    logprob: float
+    #: (token, logprob) of the most likely tokens, most likely first.
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EngineDelta:
     """New output of one engine step for one request (vLLM's DELTA output kind)."""
 
@@ -28,3 +38,5 @@ class EngineDelta:
     finish_reason: str | None = None
     prompt_token_ids: tuple[int, ...] = ()
     timings: Timings | None = None
+    #: One entry per token of `token_ids` when log probabilities were asked for.
+    logprobs: tuple[TokenLogprob, ...] = ()

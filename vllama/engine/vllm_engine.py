@@ -14,9 +14,11 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from vllama.engine.params import SamplingSettings
+import orjson
+
+from vllama.engine.params import SamplingSettings, StructuredOutput
 from vllama.engine.startup import OutputTap, explain, root_cause
-from vllama.engine.types import EngineDelta, Timings
+from vllama.engine.types import EngineDelta, Timings, TokenLogprob
 from vllama.errors import ConfigError, EngineFailed, InvalidRequest, VllamaError
 
 logger = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ class VllmEngine:
         self.max_model_len: int = model_config.max_model_len
         self.generation_config: dict[str, Any] = model_config.get_diff_sampling_param()
         self.hf_config: dict[str, Any] = model_config.hf_config.to_dict()
+        #: A pooling engine (`runner: pooling`): it embeds and cannot generate.
+        self.is_embedding: bool = model_config.runner_type == "pooling"
         self._tokenizer = engine.get_tokenizer()
         template = getattr(self._tokenizer, "chat_template", None)
         self.chat_template: str | None = template if isinstance(template, str) else None
@@ -117,6 +121,7 @@ class VllmEngine:
         kwargs = {"disable_log_stats": False, **engine_kwargs, "model": source, "served_model_name": name}
         started = time.monotonic()
         try:
+            kwargs["structured_outputs_config"] = _structured_outputs_config(engine_kwargs.get("structured_outputs_config"))
             args = AsyncEngineArgs(**kwargs)
             # The OpenAI server's usage context gives the same defaults as `vllm serve`
             # (max_num_seqs, max_num_batched_tokens), which the seed's "set automatically" relies on.
@@ -162,6 +167,34 @@ class VllmEngine:
     def encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
+    def encode_for_embedding(self, text: str, *, truncate: bool) -> list[int]:
+        """Token ids of one input framed as the model expects (BERT's [CLS] ... [SEP]), cut to
+        the context when `truncate` (Ollama's default) and refused otherwise when too long."""
+        ids = list(self._tokenizer.encode(text, add_special_tokens=True))
+        if len(ids) > self.max_model_len:
+            if not truncate:
+                raise InvalidRequest("the input length exceeds the context length")
+            ids = list(self._tokenizer.encode(text, add_special_tokens=True, truncation=True, max_length=self.max_model_len))
+        return ids
+
+    async def embed(self, prompt_token_ids: list[int], request_id: str) -> list[float]:
+        """The pooled vector of one input, not normalised (callers normalise where Ollama does)."""
+        from vllm.exceptions import VLLMError
+        from vllm.inputs import TokensPrompt
+        from vllm.pooling_params import PoolingParams
+
+        # use_activation=False: the embed pooler's activation is the L2 normalisation.
+        params = PoolingParams(task="embed", use_activation=False)
+        final = None
+        try:
+            async for output in self._engine.encode(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id):
+                final = output
+        except VLLMError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if final is None:
+            raise EngineFailed("the engine returned no embedding")
+        return [float(v) for v in final.outputs.data.tolist()]
+
     # --- generation ----------------------------------------------------------------------
 
     async def generate(
@@ -176,8 +209,9 @@ class VllmEngine:
         try:
             async for output in stream:
                 completion = output.outputs[0]
+                logprobs = _token_logprobs(completion, sampling.logprobs) if sampling.logprobs is not None else ()
                 if not output.finished:
-                    yield EngineDelta(completion.text, tuple(completion.token_ids))
+                    yield EngineDelta(completion.text, tuple(completion.token_ids), logprobs=logprobs)
                     continue
                 if completion.finish_reason not in ("stop", "length"):
                     raise EngineFailed(f"generation ended with '{completion.finish_reason}'")
@@ -187,6 +221,7 @@ class VllmEngine:
                     finish_reason=completion.finish_reason,
                     prompt_token_ids=tuple(output.prompt_token_ids or prompt_token_ids),
                     timings=_timings(output.metrics),
+                    logprobs=logprobs,
                 )
         except VLLMError as exc:
             raise InvalidRequest(str(exc)) from exc
@@ -209,6 +244,8 @@ class VllmEngine:
             max_tokens=s.max_tokens,
             min_tokens=s.min_tokens,
             ignore_eos=s.ignore_eos,
+            logprobs=s.logprobs,
+            structured_outputs=_structured_outputs(s.structured),
             output_kind=RequestOutputKind.DELTA,
         )
 
@@ -246,6 +283,55 @@ def _timings(metrics: Any) -> Timings | None:
     )
 
 
+def _token_logprobs(completion: Any, top: int) -> tuple[TokenLogprob, ...]:
+    """vLLM's per-token {token id: Logprob} maps (this step's tokens only: DELTA output) ->
+    the chosen token's log probability and the `top` most likely tokens at its position.
+
+    vLLM's map holds the top `top` by rank plus the chosen token when it ranked lower."""
+    entries = []
+    for token_id, candidates in zip(completion.token_ids, completion.logprobs or (), strict=False):
+        chosen = candidates[token_id]
+        ranked = sorted((c for c in candidates.values() if c.rank is not None and c.rank <= top), key=lambda c: c.rank)
+        entries.append(TokenLogprob(
+            chosen.decoded_token or "", chosen.logprob, tuple((c.decoded_token or "", c.logprob) for c in ranked)
+        ))
+    return tuple(entries)
+
+
+def _structured_outputs_config(given: Any) -> Any:
+    """vLLM's structured-output settings: compact JSON through llguidance, unless the config
+    names a backend of its own.
+
+    With whitespace allowed between every token of the grammar (vLLM's default), a model can
+    spend its whole budget on newlines and never close the object: small models do, and so does
+    the random test model. Ollama's JSON grammar bounds whitespace for the same reason. vLLM
+    allows compact output only with a named backend; llguidance covers the most of JSON Schema
+    (vLLM's "auto" falls back to it where xgrammar cannot compile a schema).
+    """
+    from vllm.config import StructuredOutputsConfig
+
+    if isinstance(given, StructuredOutputsConfig):
+        return given
+    given = dict(given or {})
+    # disable_additional_properties: a schema that does not say `additionalProperties` allows
+    # no other keys (as xgrammar, vLLM's first choice, reads it) rather than any number of them;
+    # schemas made from pydantic models, Ollama's documented use of `format`, never say it.
+    defaults = {} if "backend" in given else {
+        "backend": "guidance", "disable_any_whitespace": True, "disable_additional_properties": True,
+    }
+    return StructuredOutputsConfig(**{**defaults, **given})
+
+
+def _structured_outputs(structured: StructuredOutput | None) -> Any:
+    if structured is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if structured.json_schema is None:
+        return StructuredOutputsParams(json_object=True)
+    return StructuredOutputsParams(json=structured.json_schema)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(line.strip() for line in text.splitlines()[:4])
@@ -258,6 +344,7 @@ class OpenAIServing:
     chat: Any
     completion: Any
     models: Any
+    embedding: Any = None
 
     @classmethod
     def build(cls, engine: Any, name: str, source: str) -> OpenAIServing:
@@ -268,6 +355,12 @@ class OpenAIServing:
         from vllm.renderers.online_renderer import OnlineRenderer
 
         models = OpenAIServingModels(engine_client=engine, base_model_paths=[BaseModelPath(name=name, model_path=source)])
+        if engine.model_config.runner_type == "pooling":
+            from vllm.entrypoints.pooling.embed.serving import ServingEmbedding
+            from vllm.renderers.chat_utils import ChatTemplateConfig
+
+            embedding = ServingEmbedding(engine, models, request_logger=None, chat_template_config=ChatTemplateConfig())
+            return cls(chat=None, completion=None, models=models, embedding=embedding)
         renderer = OnlineRenderer(
             model_config=engine.model_config, renderer=engine.renderer, request_logger=None,
             chat_template=None, chat_template_content_format="auto",
@@ -291,6 +384,8 @@ class OpenAIServing:
         from vllm.entrypoints.serve.engine.protocol import ErrorResponse
         from vllm.exceptions import VLLMError
 
+        if (self.chat if kind == "chat" else self.completion) is None:
+            raise InvalidRequest(f"this model does not support {'chat' if kind == 'chat' else 'completions'}")
         request_cls = ChatCompletionRequest if kind == "chat" else CompletionRequest
         try:
             request = request_cls.model_validate_json(body)
@@ -307,6 +402,38 @@ class OpenAIServing:
         if isinstance(result, ErrorResponse):
             raise VllamaError(result.error.message, status_code=int(result.error.code or 500))
         return result
+
+
+    async def embed(self, body: bytes) -> bytes:
+        """Run one /v1/embeddings request on its raw JSON body; the answer as JSON bytes."""
+        from pydantic import TypeAdapter, ValidationError
+        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
+        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+        from vllm.exceptions import VLLMError
+
+        if self.embedding is None:
+            raise InvalidRequest("this model does not support embeddings")
+        try:
+            request = TypeAdapter(EmbeddingRequest).validate_json(body)  # a union: input or messages
+        except ValidationError as exc:
+            raise InvalidRequest(_validation_message(exc)) from exc
+        request.model = self.models.base_model_paths[0].name
+        try:
+            result = await self.embedding(request)
+        except (VLLMError, ValueError) as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if isinstance(result, ErrorResponse):
+            raise VllamaError(result.error.message, status_code=int(result.error.code or 500))
+        if result.status_code != 200:
+            raise VllamaError(_error_message(result.body), status_code=result.status_code)
+        return bytes(result.body)
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        return str(orjson.loads(body)["error"]["message"])
+    except Exception:
+        return body.decode(errors="replace")
 
 
 def _validation_message(exc: Any) -> str:

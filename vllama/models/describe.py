@@ -51,6 +51,7 @@ def describe(
     max_model_len: int,
     chat_template: str | None,
     on_gpu: bool,
+    embedding: bool = False,
 ) -> ModelDescription:
     weights = _weight_files(local_dir)
     size = sum(f.stat().st_size for f in weights)
@@ -78,7 +79,7 @@ def describe(
         template=chat_template or "",
         system=model.system,
         parameters=dict(model.parameters),
-        capabilities=["completion"],
+        capabilities=["embedding"] if embedding else ["completion"],
         on_gpu=on_gpu,
     )
 

@@ -81,7 +81,7 @@ def detect_accelerator() -> str:
 def resolve(config: ModelConfig, accelerator: str) -> ResolvedModel:
     parsed = ModelName.parse(config.name)
     entry = catalog.lookup(parsed)
-    source = config.source or _RANDOM_CATALOG.get(parsed.display.lower()) or (entry.source if entry else None)
+    source = config.source or _RANDOM_CATALOG.get(parsed.display.lower()) or (entry.local_source() if entry else None)
     if source is None:
         raise ConfigError(
             f"model '{config.name}' is not in the catalog; give its source (a Hugging Face repo id or a "

@@ -227,6 +227,25 @@ class ChatRequest(_InferenceRequest):
     tools: list[Tool] | None = None
 
 
+class EmbedRequest(ModelRequest):
+    """`POST /api/embed`. `input` is checked by the translation layer, which answers Ollama's
+    `invalid input type` for anything but a string or a list of strings."""
+
+    input: Any = None
+    truncate: bool | None = None
+    dimensions: int | None = None
+    keep_alive: Duration = None
+    options: Options | None = None
+
+
+class EmbeddingsRequest(ModelRequest):
+    """`POST /api/embeddings`, the legacy form: one prompt, an unnormalised vector."""
+
+    prompt: str | None = None
+    keep_alive: Duration = None
+    options: Options | None = None
+
+
 class ShowRequest(ModelRequest):
     """`POST /api/show`."""
 
@@ -249,6 +268,20 @@ class Metrics(WireModel):
     eval_duration: int | None = None
 
 
+class TokenLogprob(WireModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class Logprob(TokenLogprob):
+    """One generated token's entry in `logprobs`, with the most likely alternatives if asked."""
+
+    top_logprobs: list[TokenLogprob] | None = None
+
+
 class GenerateResponse(Metrics):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -259,6 +292,7 @@ class GenerateResponse(Metrics):
     done: bool
     done_reason: str | None = None
     context: list[int] | None = None
+    logprobs: list[Logprob] | None = None
 
 
 class ResponseMessage(WireModel):
@@ -278,6 +312,23 @@ class ChatResponse(Metrics):
     message: ResponseMessage
     done: bool
     done_reason: str | None = None
+    logprobs: list[Logprob] | None = None
+
+
+class EmbedResponse(WireModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+
+
+class EmbeddingsResponse(WireModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    embedding: list[float]
 
 
 class ModelDetails(WireModel):

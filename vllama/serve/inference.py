@@ -14,12 +14,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from vllama.engine.params import ChatPrompt, ContextLimits, SamplingSettings, TextPrompt
+from vllama.engine.types import TokenLogprob
 from vllama.engine.vllm_engine import VllmEngine
 from vllama.errors import InvalidRequest
 from vllama.models.resolve import ResolvedModel
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
 from vllama.translate import prompts
-from vllama.translate.options import context_limits, model_defaults, options_to_sampling
+from vllama.translate.options import (
+    context_limits,
+    logprobs_wanted,
+    model_defaults,
+    options_to_sampling,
+    structured_output,
+)
 from vllama.translate.responses import Kind, RequestClock, StreamEncoder, final_object, metrics
 
 OllamaRequest = GenerateRequest | ChatRequest
@@ -41,7 +48,11 @@ class OllamaInference:
     async def prepare(self, kind: Kind, request: OllamaRequest) -> Prepared:
         if problem := prompts.unsupported_features(request, self.model.name):
             raise InvalidRequest(problem)
-        sampling = options_to_sampling(request.options, self.defaults)
+        sampling = dataclasses.replace(
+            options_to_sampling(request.options, self.defaults),
+            structured=structured_output(request.format),
+            logprobs=logprobs_wanted(request.logprobs, request.top_logprobs),
+        )
         limits = context_limits(
             request.options, self.defaults, max_model_len=self.engine.max_model_len, truncate=request.truncate
         )
@@ -98,8 +109,8 @@ class OllamaInference:
             eval_tokens += len(delta.token_ids)
             if kind == "generate":
                 output_ids.extend(delta.token_ids)
-            if delta.text:
-                yield encoder.chunk(delta.text)
+            if delta.text or delta.logprobs:
+                yield encoder.chunk(delta.text, delta.logprobs)
             if delta.finish_reason is not None:
                 values = metrics(
                     clock, prompt_tokens=len(prepared.prompt_token_ids), eval_tokens=eval_tokens,
@@ -114,12 +125,14 @@ class OllamaInference:
         first = last = 0
         texts: list[str] = []
         output_ids: list[int] = []
+        logprobs: list[TokenLogprob] = []
         finish_reason, timings = "stop", None
         async for delta in self.engine.generate(prepared.prompt_token_ids, prepared.sampling, prepared.request_id):
             last = time.monotonic_ns()
             first = first or last
             texts.append(delta.text)
             output_ids.extend(delta.token_ids)
+            logprobs.extend(delta.logprobs)
             if delta.finish_reason is not None:
                 finish_reason, timings = delta.finish_reason, delta.timings
         values = metrics(
@@ -127,7 +140,7 @@ class OllamaInference:
             timings=timings, first_token_ns=first, last_token_ns=last,
         )
         context = self._context(kind, request, prepared, output_ids)
-        return final_object(kind, echo_name, "".join(texts), finish_reason, values, context)
+        return final_object(kind, echo_name, "".join(texts), finish_reason, values, context, logprobs)
 
     @staticmethod
     def _context(kind: Kind, request: OllamaRequest, prepared: Prepared, output_ids: list[int]) -> list[int] | None:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from vllama.errors import InvalidRequest
-from vllama.ollama_api.schema import ChatRequest, GenerateRequest, ShowRequest
+from vllama.errors import InvalidRequest, ModelNotFound
+from vllama.ollama_api.schema import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest, ShowRequest
 from vllama.serve.directory import ModelDirectory
 from vllama.serve.responses import NDJSON, json_response, ollama_error_line, stream_response, until_disconnect
 from vllama.translate import models as model_objects
@@ -105,4 +105,27 @@ async def _inference(request: Request, kind: str, schema: type[GenerateRequest] 
     if parsed.streaming:
         chunks = target.stream("ollama", kind, body, parsed, arrival_ns, name)
         return await stream_response(chunks, NDJSON, ollama_error_line)
+    return json_response(await until_disconnect(request, target.once("ollama", kind, body, parsed, arrival_ns, name)))
+
+
+@router.post("/api/embed")
+async def embed(request: Request) -> Response:
+    return await _embedding(request, "embed", EmbedRequest)
+
+
+@router.post("/api/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _embedding(request, "embeddings", EmbeddingsRequest)
+
+
+async def _embedding(request: Request, kind: str, schema: type[EmbedRequest] | type[EmbeddingsRequest]) -> Response:
+    arrival_ns = time.monotonic_ns()
+    body, parsed = await parse(request, schema)
+    name = parsed.model_name
+    try:
+        target = directory(request).resolve(name)
+    except ModelNotFound:
+        # Ollama's embed handlers word it differently from generate's.
+        raise ModelNotFound(f'model "{name}" not found, try pulling it first') from None
+    assert name is not None
     return json_response(await until_disconnect(request, target.once("ollama", kind, body, parsed, arrival_ns, name)))

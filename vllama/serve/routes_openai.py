@@ -40,6 +40,11 @@ async def completions(request: Request) -> Response:
     return await _openai(request, "completion")
 
 
+@router.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _openai(request, "embedding")
+
+
 async def _openai(request: Request, kind: str) -> Response:
     arrival_ns = time.monotonic_ns()
     body = await request.body()

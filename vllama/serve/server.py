@@ -50,6 +50,7 @@ class ModelServer:
             max_model_len=self._engine.max_model_len,
             chat_template=self._engine.chat_template,
             on_gpu=settings.accelerator == "gpu",
+            embedding=self._engine.is_embedding,
         )
         self._local = LocalModel(self._engine, model, description)
         remotes = {ModelName.parse(name).key: RemoteModel(name, handle) for name, handle in peers.items()}

@@ -16,15 +16,18 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from vllama.engine.vllm_engine import VllmEngine
-from vllama.errors import VllamaError
+from vllama.errors import InvalidRequest, VllamaError
 from vllama.models.describe import ModelDescription
 from vllama.models.resolve import ResolvedModel
-from vllama.ollama_api.schema import ChatRequest, GenerateRequest
+from vllama.ollama_api.schema import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
+from vllama.serve.embeddings import OllamaEmbedding
 from vllama.serve.inference import OllamaInference
 from vllama.translate.responses import Kind
 
 Api = Literal["ollama", "openai"]
 _OLLAMA_SCHEMAS = {"generate": GenerateRequest, "chat": ChatRequest}
+#: Request kinds a pooling (embedding) engine serves; every other kind needs a generating one.
+EMBEDDING_KINDS = frozenset({"embed", "embeddings", "embedding"})
 
 
 class ModelTarget(Protocol):
@@ -46,12 +49,19 @@ class LocalModel:
         self.name = model.name
         self.engine = engine
         self.inference = OllamaInference(engine, model)
+        self.embedding = OllamaEmbedding(engine)
         self.description = description
 
     def _ollama_request(self, kind: str, body: bytes, parsed: Any) -> GenerateRequest | ChatRequest:
         return parsed if parsed is not None else _OLLAMA_SCHEMAS[kind].model_validate_json(body)
 
+    def _check_supports(self, kind: str, echo: str) -> None:
+        """Ollama's answer to asking an embedding model to generate, or the other way round."""
+        if self.engine.is_embedding != (kind in EMBEDDING_KINDS):
+            raise InvalidRequest(f'"{echo}" does not support {"embeddings" if kind in EMBEDDING_KINDS else kind}')
+
     async def stream(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> AsyncIterator[bytes]:
+        self._check_supports(kind, echo)
         if api == "ollama":
             request = self._ollama_request(kind, body, parsed)
             async for chunk in self.inference.stream(_kind(kind), request, arrival_ns, echo):
@@ -62,11 +72,20 @@ class LocalModel:
             yield sse.encode()
 
     async def once(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> bytes:
-        if api == "ollama":
-            request = self._ollama_request(kind, body, parsed)
-            return orjson.dumps(await self.inference.complete(_kind(kind), request, arrival_ns, echo))
-        result = await self.engine.openai.create(kind, body)
-        return result.model_dump_json().encode()
+        self._check_supports(kind, echo)
+        if api == "openai":
+            if kind == "embedding":
+                return await self.engine.openai.embed(body)
+            result = await self.engine.openai.create(kind, body)
+            return result.model_dump_json().encode()
+        if kind == "embed":
+            embed = parsed if parsed is not None else EmbedRequest.model_validate_json(body)
+            return orjson.dumps(await self.embedding.embed(embed, arrival_ns, echo))
+        if kind == "embeddings":
+            legacy = parsed if parsed is not None else EmbeddingsRequest.model_validate_json(body)
+            return orjson.dumps(await self.embedding.embeddings(legacy))
+        request = self._ollama_request(kind, body, parsed)
+        return orjson.dumps(await self.inference.complete(_kind(kind), request, arrival_ns, echo))
 
     async def describe(self) -> ModelDescription:
         return self.description

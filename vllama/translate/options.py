@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from vllama.engine.params import ContextLimits, SamplingSettings
+from vllama.engine.params import ContextLimits, SamplingSettings, StructuredOutput
 from vllama.errors import InvalidRequest
 from vllama.ollama_api.schema import Options
 
@@ -123,3 +123,31 @@ def context_limits(
         logger.warning("num_ctx %d exceeds the engine's max_model_len %d; using %d", num_ctx, max_model_len, max_model_len)
         num_ctx = max_model_len
     return ContextLimits(num_ctx=int(num_ctx), truncate=truncate is not False)
+
+
+#: Ollama's (and OpenAI's) limit on `top_logprobs`; vLLM's default `max_logprobs` is the same 20.
+MAX_TOP_LOGPROBS = 20
+
+
+def structured_output(format: Any) -> StructuredOutput | None:
+    """Ollama's `format`: `"json"` for any JSON object, a JSON schema object, or unset.
+
+    As Ollama does, `null` and `""` mean unset and any other string is refused. Whether a schema
+    object is a valid schema is for the engine's grammar compiler to say (it answers 400).
+    """
+    if format is None or format == "":
+        return None
+    if format == "json":
+        return StructuredOutput()
+    if isinstance(format, dict):
+        return StructuredOutput(json_schema=format)
+    raise InvalidRequest(f'invalid format: {format!r}; expected "json" or a valid JSON Schema object')
+
+
+def logprobs_wanted(logprobs: bool | None, top_logprobs: int | None) -> int | None:
+    """Ollama's `logprobs` / `top_logprobs` -> how many alternatives per token, or None for no
+    log probabilities. Asking for alternatives implies asking for log probabilities."""
+    top = top_logprobs or 0
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise InvalidRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return top if logprobs or top else None

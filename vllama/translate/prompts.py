@@ -33,10 +33,6 @@ def unsupported_features(request: GenerateRequest | ChatRequest, model: str) -> 
             return f'"{model}" does not support images'
         if request.template:
             return "template overrides are not supported by this server yet"
-    if request.format not in (None, ""):
-        return "format (structured output) is not supported by this server yet"
-    if request.logprobs or request.top_logprobs:
-        return "logprobs are not supported by this server yet"
     return None
 
 

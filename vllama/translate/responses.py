@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
-from vllama.engine.types import Timings
+from vllama.engine.types import Timings, TokenLogprob
 
 Kind = Literal["generate", "chat"]
 
@@ -79,6 +79,30 @@ def metrics(
     return {k: v for k, v in values.items() if v > 0}
 
 
+#: What a logprob of minus infinity (a token the output constraint forbade) becomes on the wire:
+#: JSON has no infinity. The same stand-in as vLLM's own OpenAI server.
+_NEG_INF_STAND_IN = -9999.0
+
+
+def _finite(logprob: float) -> float:
+    return logprob if logprob > _NEG_INF_STAND_IN else _NEG_INF_STAND_IN
+
+
+def logprob_objects(entries: tuple[TokenLogprob, ...] | list[TokenLogprob]) -> list[dict[str, Any]]:
+    """Ollama's `logprobs` list: `{token, logprob, bytes, top_logprobs?}` per generated token,
+    with the alternatives left out when none were asked for (Go's omitempty)."""
+    out = []
+    for entry in entries:
+        obj: dict[str, Any] = {"token": entry.token, "logprob": _finite(entry.logprob),
+                               "bytes": list(entry.token.encode())}
+        if entry.top:
+            obj["top_logprobs"] = [
+                {"token": token, "logprob": _finite(logprob), "bytes": list(token.encode())} for token, logprob in entry.top
+            ]
+        out.append(obj)
+    return out
+
+
 class StreamEncoder:
     """NDJSON lines of one streamed generate or chat response."""
 
@@ -89,11 +113,12 @@ class StreamEncoder:
         self._kind = kind
         self._head = b'{"model":' + orjson.dumps(model) + b',"created_at":"'
 
-    def chunk(self, text: str) -> bytes:
+    def chunk(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> bytes:
+        tail = b',"done":false}\n' if not logprobs else b',"done":false,"logprobs":' + orjson.dumps(logprob_objects(logprobs)) + b"}\n"
         if self._kind == "generate":
-            body = b'","response":' + orjson.dumps(text) + b',"done":false}\n'
+            body = b'","response":' + orjson.dumps(text) + tail
         else:
-            body = b'","message":{"role":"assistant","content":' + orjson.dumps(text) + b'},"done":false}\n'
+            body = b'","message":{"role":"assistant","content":' + orjson.dumps(text) + b"}" + tail
         return self._head + created_at().encode() + body
 
     def final(self, done_reason: str, metric_values: dict[str, int], context: list[int] | None = None) -> bytes:
@@ -110,6 +135,7 @@ def final_object(
     done_reason: str,
     metric_values: dict[str, int],
     context: list[int] | None = None,
+    logprobs: list[TokenLogprob] | None = None,
 ) -> dict[str, Any]:
     """The last object of a stream (`text` empty), or the whole answer with `stream: false`."""
     obj: dict[str, Any] = {"model": model, "created_at": created_at()}
@@ -122,6 +148,8 @@ def final_object(
     obj.update(metric_values)
     if kind == "generate" and context:
         obj["context"] = context
+    if logprobs:
+        obj["logprobs"] = logprob_objects(logprobs)
     return obj
 
 

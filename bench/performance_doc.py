@@ -1,0 +1,114 @@
+"""Render the harness's results into docs/PERFORMANCE.md.
+
+Only the part between `<!-- harness:begin -->` and `<!-- harness:end -->` is rewritten, so the
+analysis written around it by hand survives a new run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- harness:begin -->", "<!-- harness:end -->"
+
+
+def point(results: dict[str, Any], key: str, c: int) -> dict[str, Any] | None:
+    for target in results["targets"]:
+        if target["name"] == key:
+            for p in target["points"]:
+                if p["concurrency"] == c:
+                    return p["summary"]
+    return None
+
+
+def startup(results: dict[str, Any], key: str) -> float | None:
+    return next((t["startup_s"] for t in results["targets"] if t["name"] == key), None)
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(target, measured, bar, met) for each of the issue's targets that the run can judge."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+
+    def ratio(a: dict | None, b: dict | None) -> float | None:
+        if not a or not b or not b["output_tokens_per_s"]:
+            return None
+        return a["output_tokens_per_s"] / b["output_tokens_per_s"]
+
+    def add_ratio(name: str, key: str, base: str, c: int, bar: float) -> None:
+        r = ratio(point(results, key, c), point(results, base, c))
+        rows.append((name, "n/a" if r is None else f"{r:.2f}x", f">= {bar:g}x", None if r is None else r >= bar))
+
+    add_ratio("throughput at C=32 vs vLLM's own server", "vllama", "vllm", 32, 1.0)
+    add_ratio("the same with a second model in the application", "vllama-2", "vllm", 32, 0.9)
+    ours, theirs = point(results, "vllama", 1), point(results, "vllm", 1)
+    if ours and theirs:
+        delta = ours["ttft_ms"]["p50"] - theirs["ttft_ms"]["p50"]
+        rows.append(("TTFT p50 at C=1 vs vLLM's own", f"{delta:+.1f} ms", "<= +5 ms", delta <= 5))
+    add_ratio("throughput at C=32 vs llama.cpp one request at a time", "vllama", "llamacpp", 32, 5.0)
+    add_ratio("large model: throughput at C=32 vs vLLM's own", "vllama-large", "vllm-large", 32, 0.97)
+    ours_s, theirs_s = startup(results, "vllama"), startup(results, "vllm")
+    if ours_s is not None and theirs_s is not None:
+        rows.append(("ready to serve vs vLLM's own start", f"{ours_s:.1f} s vs {theirs_s:.1f} s",
+                     "<= vLLM + 15 s", ours_s <= theirs_s + 15))
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    hw, v, w = results["hardware"], results["versions"], results["workload"]
+    lines = [
+        BEGIN,
+        f"Measured {results['created_at']} by `{results['command']}` (the whole run, servers one after another).",
+        "",
+        f"- Hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gib']} GiB"
+        + (f", GPUs: {', '.join(hw['gpus'])}" if hw["gpus"] else ", no GPU"),
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- Workload: streaming chat, {w['output_tokens']} output tokens per request (exact: `ignore_eos`), "
+        f"prompts of {w['input_words']} words, {w['iterations']} measured requests per point after a warm-up, "
+        f"a sliding window of C requests in flight, each point the median of {w['repeat']} runs; engine settings "
+        f"for every vLLM-based server: `{w['engine']}`.",
+        "",
+        "### Targets",
+        "",
+        "| target | measured | bar | met |",
+        "|---|---|---|---|",
+    ]
+    for name, measured, bar, met in targets(results):
+        lines.append(f"| {name} | {measured} | {bar} | {'yes' if met else ('no' if met is False else 'n/a')} |")
+    lines += [
+        "",
+        "### Sweep",
+        "",
+        "| server | start | C | req/s | out tok/s | TTFT p50 | TTFT p99 | ITL p50 | TPOT p50 | E2E p50 | E2E p99 | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for target in results["targets"]:
+        label, started = target["label"], f"{target['startup_s']:.0f} s"
+        for i, p in enumerate(target["points"]):
+            s = p["summary"]
+            lines.append(
+                f"| {label if i == 0 else ''} | {started if i == 0 else ''} "
+                f"| {p['concurrency']} | {s['requests_per_s']:.2f} | {s['output_tokens_per_s']:.0f} "
+                f"| {_ms(s['ttft_ms']['p50'])} | {_ms(s['ttft_ms']['p99'])} | {_ms(s['itl_ms']['p50'])} "
+                f"| {_ms(s['tpot_ms']['p50'])} | {_ms(s['e2e_ms']['p50'])} | {_ms(s['e2e_ms']['p99'])} "
+                f"| {s['failed']} |"
+            )
+    lines += ["", "![tiny model](perf/tiny.png)", ""]
+    if any(t["name"].endswith("-large") for t in results["targets"]):
+        lines += ["![large model](perf/large.png)", ""]
+    lines += ["Raw results, every repeat included: [perf/results.json](perf/results.json).", END]
+    return "\n".join(lines)
+
+
+def _ms(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.1f} ms"
+
+
+def write(results: dict[str, Any], path: Path) -> None:
+    block = render(results)
+    text = path.read_text() if path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + block + tail)

@@ -1,0 +1,54 @@
+"""The harness's report: targets judged from the measured points, and the markers respected."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import performance_doc  # noqa: E402
+
+
+def _summary(tok_s: float, ttft_p50: float) -> dict:
+    ms = {"mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0}
+    return {"requests_per_s": tok_s / 50, "output_tokens_per_s": tok_s, "failed": 0,
+            "ttft_ms": {**ms, "p50": ttft_p50}, "itl_ms": ms, "tpot_ms": ms, "e2e_ms": ms}
+
+
+def _target(name: str, startup: float, by_c: dict[int, tuple[float, float]]) -> dict:
+    return {"name": name, "label": name, "startup_s": startup,
+            "points": [{"concurrency": c, "summary": _summary(*v)} for c, v in by_c.items()]}
+
+
+RESULTS = {
+    "created_at": "2026-11-26T00:00:00Z", "command": "python bench/harness.py",
+    "hardware": {"cpu": "cpu", "cores": 2, "memory_gib": 24.0, "gpus": []},
+    "versions": {"vllama": "0.1.0"},
+    "workload": {"output_tokens": 50, "input_words": 32, "iterations": 10, "repeat": 1, "engine": {}},
+    "targets": [
+        _target("vllm", 30.0, {1: (450, 10.0), 32: (4000, 100.0)}),
+        _target("vllama", 50.0, {1: (440, 13.0), 32: (4400, 90.0)}),
+        _target("vllama-2", 60.0, {1: (430, 14.0), 32: (3400, 95.0)}),
+        _target("llamacpp", 5.0, {1: (900, 4.0), 32: (800, 1500.0)}),
+    ],
+}
+
+
+def test_targets_are_judged_from_the_points() -> None:
+    rows = {name: (measured, met) for name, measured, _, met in performance_doc.targets(RESULTS)}
+    assert rows["throughput at C=32 vs vLLM's own server"] == ("1.10x", True)
+    assert rows["the same with a second model in the application"] == ("0.85x", False)
+    assert rows["TTFT p50 at C=1 vs vLLM's own"] == ("+3.0 ms", True)
+    assert rows["throughput at C=32 vs llama.cpp one request at a time"] == ("5.50x", True)
+    assert rows["large model: throughput at C=32 vs vLLM's own"] == ("n/a", None)  # not measured
+    assert rows["ready to serve vs vLLM's own start"] == ("50.0 s vs 30.0 s", False)
+
+
+def test_only_the_marked_block_is_rewritten(tmp_path: Path) -> None:
+    doc = tmp_path / "PERFORMANCE.md"
+    doc.write_text(f"# Performance\n\nhand-written intro\n\n{performance_doc.BEGIN}\nold\n{performance_doc.END}\n\nanalysis\n")
+    performance_doc.write(RESULTS, doc)
+    text = doc.read_text()
+    assert "hand-written intro" in text and text.rstrip().endswith("analysis")
+    assert "old" not in text and "| vllama | 50 s | 1 |" in text
