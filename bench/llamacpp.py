@@ -44,9 +44,10 @@ def converter_source(work: Path) -> Path:
 
 
 def convert(model_dir: Path, work: Path) -> Path:
-    """`model_dir` (Hugging Face layout) as a float32 GGUF file, converted once."""
+    """`model_dir` (Hugging Face layout) as a float32 GGUF file, converted again when the
+    model was made anew since (the random models are remade when their spec changes)."""
     out = work / f"{model_dir.name}-f32.gguf"
-    if not out.exists():
+    if not out.exists() or out.stat().st_mtime < (model_dir / "config.json").stat().st_mtime:
         subprocess.run(
             [sys.executable, str(Path(__file__).with_name("gguf_convert.py")), str(converter_source(work)),
              str(model_dir), "--outfile", str(out), "--outtype", "f32"],

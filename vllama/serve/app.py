@@ -14,7 +14,6 @@ from ray import serve
 from ray.serve import Application
 
 from vllama.config import DeploymentSettings, ServingConfig
-from vllama.engine.vllm_engine import check_engine_kwargs
 from vllama.models.resolve import ResolvedModel, detect_accelerator, resolve
 from vllama.serve.server import IngressModelServer, ModelServer, ServerSettings
 
@@ -29,10 +28,12 @@ def build_app(args: dict[str, Any]) -> Application:
     accelerator = detect_accelerator() if config.accelerator == "auto" else config.accelerator
     settings = ServerSettings(accelerator=accelerator, forward_batch_interval_ms=config.forward_batch_interval_ms)
     resolved = [resolve(m, accelerator) for m in config.models]
-    deployments = []
-    for model, model_config in zip(resolved, config.models):
-        check_engine_kwargs(model.engine_kwargs)
-        deployments.append((model, deployment_options(model, model_config.deployment, accelerator)))
+    # Engine arguments are checked by each replica before its engine starts (VllmEngine.start):
+    # checking them here too would import vLLM in the driver, 10 s of every start on our machines.
+    deployments = [
+        (model, deployment_options(model, model_config.deployment, accelerator))
+        for model, model_config in zip(resolved, config.models)
+    ]
 
     ingress_model, ingress_options = deployments[0]
     peers = {  # by display name; the ingress forwards requests for these models to them
