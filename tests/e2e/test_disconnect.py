@@ -37,7 +37,7 @@ def status(http: httpx.Client, model: str) -> dict:
 
 @pytest.fixture(scope="module")
 def replica_url(server: ServerProcess) -> str:
-    return f"http://127.0.0.1:{replica_http_port(server, 'ModelServer:vllama-tiny')}"
+    return f"http://127.0.0.1:{replica_http_port(server, 'ModelServer:vllama-tiny:latest')}"
 
 
 def open_request(base_url: str, path: str, body: dict) -> socket.socket:
@@ -75,7 +75,11 @@ def hang_up_and_check(http: httpx.Client, url: str, path: str, body: dict, model
         if body.get("stream", True):
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the engine is streaming tokens
         else:
-            time.sleep(1.5)  # well inside the engine's work (2000 tokens take several seconds)
+            # Hang up once the engine works on it. (Not after a fixed sleep: on 2 busy cores the
+            # client itself may wake seconds late, after the engine has finished.)
+            deadline = time.monotonic() + 30
+            while not status(http, model)["unfinished_requests"] and time.monotonic() < deadline:
+                time.sleep(0.02)
     finally:
         sock.shutdown(socket.SHUT_RDWR)  # FIN first, whatever is still unread
         sock.close()

@@ -18,7 +18,7 @@ def client(base_url: str) -> ollama.Client:
 def test_list_show_ps(client: ollama.Client) -> None:
     assert {m.model for m in client.list().models} == ALL_MODELS
     shown = client.show("vllama-tiny")
-    assert shown.modelinfo["general.architecture"] == "qwen2" and shown.capabilities == ["completion"]
+    assert shown.modelinfo["general.architecture"] == "qwen2" and shown.capabilities == ["completion", "tools", "insert", "thinking"]
     assert {m.model for m in client.ps().models} == ALL_MODELS
 
 

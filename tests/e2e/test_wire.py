@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.conftest import ALL_MODELS, EMBED, PRIMARY, SECOND
+from tests.e2e.conftest import ALL_MODELS, EMBED, PRIMARY, SECOND, VISION
 
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 METRICS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
@@ -92,10 +92,14 @@ def test_chat_stream_chunks_carry_assistant_messages(http: httpx.Client) -> None
         ("/api/generate", b'{"model": "vllama-tiny", "keep_alive": "5"}', 400, "missing unit"),
         ("/api/chat", b'{"model": "nope:7b", "messages": []}', 404, "model 'nope:7b' not found"),
         ("/api/show", b'{"model": "nope"}', 404, "model 'nope' not found"),
-        ("/api/generate", b'{"model": "vllama-tiny", "prompt": "x", "think": true}', 400, "does not support thinking"),
+        ("/api/generate", b'{"model": "vllama-tiny:vision", "prompt": "x", "think": true}', 400, "does not support thinking"),
         ("/api/generate", b'{"model": "vllama-tiny", "prompt": "x", "raw": true, "system": "s"}', 400, "raw mode"),
-        ("/api/chat", b'{"model": "vllama-tiny", "messages": [{"role": "user", "content": "x"}], '
+        ("/api/chat", b'{"model": "vllama-tiny:vision", "messages": [{"role": "user", "content": "x"}], '
                       b'"tools": [{"type": "function", "function": {"name": "f"}}]}', 400, "does not support tools"),
+        ("/api/generate", b'{"model": "all-minilm", "prompt": "x", "suffix": "y"}', 400, "does not support"),
+        ("/api/generate", b'{"model": "vllama-tiny", "prompt": "x", "template": "{{ if .Prompt }}"}', 400, "template"),
+        ("/api/chat", b'{"model": "vllama-tiny:vision", "messages": [{"role": "user", "content": "x", '
+                      b'"images": ["not base64!"]}]}', 400, "invalid image input"),
     ],
 )
 def test_bad_input_gets_ollama_error(http: httpx.Client, path: str, body: bytes, status: int, message: str) -> None:
@@ -135,17 +139,17 @@ def test_tags_show_ps(http: httpx.Client) -> None:
     for m in models:
         assert m["model"] == m["name"]  # Open WebUI keys models on `model`, with the tag
         assert m["size"] > 0 and re.fullmatch(r"[0-9a-f]{64}", m["digest"])
-        family = "bert" if m["name"] == EMBED else "qwen2"
+        family = {EMBED: "bert", VISION: "idefics3"}.get(m["name"], "qwen2")
         assert m["details"]["family"] == family and m["details"]["quantization_level"] == "F32"
     show = http.post("/api/show", json={"name": "VLLAMA-TINY"}).json()  # `name` and any case work
-    assert show["capabilities"] == ["completion"]
+    assert show["capabilities"] == ["completion", "tools", "insert", "thinking"]
     assert show["model_info"]["general.architecture"] == "qwen2"
     assert show["model_info"]["qwen2.block_count"] == 2
     assert "<|im_start|>" in show["template"] and show["details"]["parameter_size"].endswith("M")
     ps = http.get("/api/ps").json()["models"]
     assert {p["name"] for p in ps} == ALL_MODELS
     assert all(p["size_vram"] == 0 for p in ps)  # CPU: nothing in VRAM
-    assert {p["name"]: p["context_length"] for p in ps} == {PRIMARY: 2048, SECOND: 2048, EMBED: 256}
+    assert {p["name"]: p["context_length"] for p in ps} == {PRIMARY: 2048, SECOND: 2048, EMBED: 256, VISION: 2048}
 
 
 def test_raw_prompt_skips_the_template_and_context(http: httpx.Client) -> None:

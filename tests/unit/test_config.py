@@ -12,7 +12,16 @@ from pydantic import ValidationError
 
 from vllama.config import DeploymentSettings, ModelConfig, ServingConfig
 from vllama.errors import ConfigError, InvalidRequest
-from vllama.models.resolve import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve
+from vllama.models.pull import pulled_dir
+from vllama.models.resolve import DEFAULT_MODEL, DETECT, ResolvedModel, cache_dir, resolve
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # resolve() prefers weights `vllama pull` fetched under VLLAMA_HOME: never look at the user's.
+    home = tmp_path / "vllama-home"
+    monkeypatch.setenv("VLLAMA_HOME", str(home))
+    return home
 
 
 def serving(*models: dict[str, Any], **extra: Any) -> ServingConfig:
@@ -155,6 +164,8 @@ def test_resolve_catalog_model() -> None:
         system=None,
         family="qwen2",
         parameter_size="1.5B",
+        tool_parser="hermes",
+        think_default=True,
     )
 
 
@@ -216,13 +227,35 @@ def test_resolve_parameters_and_system() -> None:
 def test_resolve_random(name: str, source: str | None, expected_source: str, accelerator: str) -> None:
     model = resolve(ModelConfig(name=name, source=source), accelerator)
     assert model.source == expected_source
-    assert model.engine_kwargs == {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1}
+    # Qwen's template: hermes tool calls and Qwen3's thinking switch, thinking only when asked.
+    assert model.engine_kwargs == {
+        "dtype": "float32",
+        "max_model_len": 2048,
+        "gpu_memory_utilization": 0.1,
+        "reasoning_parser": "qwen3",
+    }
+    assert model.tool_parser == "hermes"
+    assert model.think_default is False
     assert model.family == "" and model.parameter_size == ""
+
+
+@pytest.mark.parametrize("accelerator", ["gpu", "cpu"])
+def test_resolve_random_vision_has_no_parsers(accelerator: str) -> None:
+    model = resolve(ModelConfig(name="vllama-tiny:vision"), accelerator)
+    assert model.source == "random:vision"
+    assert model.engine_kwargs == {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1}
+    assert model.tool_parser is None
+    assert model.think_default is False
 
 
 def test_resolve_random_flags_override() -> None:
     model = resolve(ModelConfig(name="vllama-tiny", dtype="bfloat16", max_model_len=512), "cpu")
-    assert model.engine_kwargs == {"dtype": "bfloat16", "max_model_len": 512, "gpu_memory_utilization": 0.1}
+    assert model.engine_kwargs == {
+        "dtype": "bfloat16",
+        "max_model_len": 512,
+        "gpu_memory_utilization": 0.1,
+        "reasoning_parser": "qwen3",
+    }
 
 
 def test_resolve_unknown_random_variant() -> None:
@@ -254,6 +287,8 @@ def test_resolve_local_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert model.source == str(model_dir.resolve())
     assert model.engine_kwargs == {}
     assert model.name == "mine:latest"
+    assert model.tool_parser == DETECT == "auto"  # found from the chat template once loaded
+    assert model.think_default is True
     # A relative path is made absolute (the replica may run elsewhere).
     monkeypatch.chdir(tmp_path)
     assert resolve(ModelConfig(name="mine", source="./mine"), "gpu").source == str(model_dir.resolve())
@@ -288,6 +323,183 @@ def test_resolve_does_not_mutate_catalog() -> None:
         "gpu_memory_utilization": 0.5,
         "max_model_len": 32768,
     }
+
+
+# --- tool and reasoning parsers, thinking default ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "tool_parser", "reasoning_parser"),
+    [
+        ("qwen2.5:0.5b", "hermes", None),
+        ("qwen2.5:1.5b", "hermes", None),
+        ("qwen2.5-coder:7b", "hermes", None),
+        ("llama3.2:1b", "llama3_json", None),
+        ("llama3.1:8b", "llama3_json", None),
+        ("llama3:8b", None, None),
+        ("mistral:7b", "mistral", None),
+        ("qwen3:0.6b", "hermes", "qwen3"),
+        ("qwen3", "hermes", "qwen3"),
+        ("deepseek-r1:1.5b", None, "deepseek_r1"),
+        ("deepseek-r1:8b", None, "deepseek_r1"),
+        ("gemma2:2b", None, None),
+        ("smollm2:135m", None, None),
+    ],
+)
+def test_resolve_catalog_parsers(name: str, tool_parser: str | None, reasoning_parser: str | None) -> None:
+    model = resolve(ModelConfig(name=name), "gpu")
+    assert model.tool_parser == tool_parser
+    assert model.engine_kwargs.get("reasoning_parser") == reasoning_parser
+    assert ("reasoning_parser" in model.engine_kwargs) is (reasoning_parser is not None)
+    assert model.think_default is True
+
+
+def test_resolve_thinking_model_engine_kwargs() -> None:
+    assert resolve(ModelConfig(name="qwen3:0.6b"), "gpu").engine_kwargs == {
+        "gpu_memory_utilization": 0.5,
+        "max_model_len": 32768,
+        "reasoning_parser": "qwen3",
+    }
+
+
+def test_resolve_catalog_name_with_own_source_detects_parsers() -> None:
+    model = resolve(ModelConfig(name="qwen3:0.6b", source="someorg/qwen3-finetune"), "gpu")
+    assert model.tool_parser == DETECT
+    assert model.engine_kwargs == {}
+    assert model.think_default is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "tool_parser", "engine_kwargs", "think_default"),
+    [
+        ({"tool_parser": "mistral"}, "mistral", {"reasoning_parser": "qwen3"}, True),
+        ({"tool_parser": "none"}, None, {"reasoning_parser": "qwen3"}, True),
+        ({"reasoning_parser": "none"}, "hermes", {}, True),
+        ({"reasoning_parser": "deepseek_r1"}, "hermes", {"reasoning_parser": "deepseek_r1"}, True),
+        ({"think": False}, "hermes", {"reasoning_parser": "qwen3"}, False),
+        ({"think": True}, "hermes", {"reasoning_parser": "qwen3"}, True),
+        # engine_kwargs is vLLM's own: its reasoning_parser wins over the catalog's and over "none".
+        ({"engine_kwargs": {"reasoning_parser": "deepseek_r1"}}, "hermes", {"reasoning_parser": "deepseek_r1"}, True),
+        (
+            {"reasoning_parser": "none", "engine_kwargs": {"reasoning_parser": "deepseek_r1"}},
+            "hermes",
+            {"reasoning_parser": "deepseek_r1"},
+            True,
+        ),
+    ],
+)
+def test_resolve_config_chat_fields_override_catalog(
+    fields: dict[str, Any], tool_parser: str | None, engine_kwargs: dict[str, Any], think_default: bool
+) -> None:
+    model = resolve(ModelConfig.model_validate({"name": "qwen3:0.6b", "max_model_len": 1024, **fields}), "gpu")
+    assert model.tool_parser == tool_parser
+    assert model.engine_kwargs == {"gpu_memory_utilization": 0.5, "max_model_len": 1024, **engine_kwargs}
+    assert model.think_default is think_default
+
+
+@pytest.mark.parametrize(
+    ("fields", "tool_parser", "engine_kwargs", "think_default"),
+    [
+        ({}, "hermes", {"reasoning_parser": "qwen3"}, False),
+        ({"tool_parser": "none", "reasoning_parser": "none"}, None, {}, False),
+        ({"think": True}, "hermes", {"reasoning_parser": "qwen3"}, True),
+        ({"tool_parser": "llama3_json"}, "llama3_json", {"reasoning_parser": "qwen3"}, False),
+    ],
+)
+def test_resolve_config_chat_fields_override_random(
+    fields: dict[str, Any], tool_parser: str | None, engine_kwargs: dict[str, Any], think_default: bool
+) -> None:
+    model = resolve(ModelConfig.model_validate({"name": "vllama-tiny", **fields}), "gpu")
+    assert model.tool_parser == tool_parser
+    assert model.engine_kwargs == {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1,
+                                   **engine_kwargs}
+    assert model.think_default is think_default
+
+
+@pytest.mark.parametrize(
+    ("fields", "tool_parser", "engine_kwargs"),
+    [
+        ({}, "auto", {}),
+        ({"tool_parser": "hermes"}, "hermes", {}),
+        ({"tool_parser": "none"}, None, {}),
+        ({"reasoning_parser": "qwen3"}, "auto", {"reasoning_parser": "qwen3"}),
+        ({"reasoning_parser": "none"}, "auto", {}),
+    ],
+)
+def test_resolve_local_dir_chat_fields(
+    tmp_path: Path, fields: dict[str, Any], tool_parser: str | None, engine_kwargs: dict[str, Any]
+) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    model = resolve(ModelConfig.model_validate({"name": "mine", "source": str(tmp_path), **fields}), "gpu")
+    assert model.tool_parser == tool_parser
+    assert model.engine_kwargs == engine_kwargs
+
+
+def test_model_config_chat_fields_default_unset() -> None:
+    model = ModelConfig(name="m")
+    assert (model.tool_parser, model.reasoning_parser, model.think) == (None, None, None)
+    assert "tool_parser" not in model.engine_flags()
+
+
+@pytest.mark.parametrize(("field", "value"), [("tool_parser", 3), ("reasoning_parser", ["qwen3"]), ("think", "maybe")])
+def test_model_config_chat_fields_typed(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError, match=field):
+        ModelConfig.model_validate({"name": "m", field: value})
+
+
+# --- weights fetched by `vllama pull` ---------------------------------------------------------------
+
+
+def _pulled(home: Path, repo: str, *, config: bool = True) -> Path:
+    directory = pulled_dir(home, repo)
+    directory.mkdir(parents=True)
+    if config:
+        (directory / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    return directory
+
+
+def test_pulled_dir_layout(tmp_path: Path) -> None:
+    expected = tmp_path / "models" / "hub" / "Qwen--Qwen2.5-1.5B-Instruct"
+    assert pulled_dir(tmp_path, "Qwen/Qwen2.5-1.5B-Instruct") == expected
+
+
+def test_resolve_prefers_pulled_catalog_model(_own_home: Path) -> None:
+    directory = _pulled(_own_home, "Qwen/Qwen2.5-1.5B-Instruct")
+    assert directory == _own_home / "models" / "hub" / "Qwen--Qwen2.5-1.5B-Instruct"
+    model = resolve(ModelConfig(name="qwen2.5:1.5b"), "gpu")
+    assert model.source == str(directory.resolve())
+    # Still the catalog's model: its engine defaults, family and parsers stay.
+    assert model.engine_kwargs == {"gpu_memory_utilization": 0.5, "max_model_len": 32768}
+    assert (model.family, model.parameter_size, model.tool_parser) == ("qwen2", "1.5B", "hermes")
+    assert model.local_source() == str(directory.resolve())
+
+
+def test_resolve_pulled_thinking_model_keeps_reasoning_parser(_own_home: Path) -> None:
+    directory = _pulled(_own_home, "Qwen/Qwen3-0.6B")
+    model = resolve(ModelConfig(name="qwen3:0.6b"), "gpu")
+    assert model.source == str(directory.resolve())
+    assert model.engine_kwargs["reasoning_parser"] == "qwen3"
+    assert model.tool_parser == "hermes"
+
+
+def test_resolve_prefers_pulled_repo_id_source(_own_home: Path) -> None:
+    directory = _pulled(_own_home, "org/model")
+    assert resolve(ModelConfig(name="org/model", source="org/model"), "gpu").source == str(directory.resolve())
+
+
+def test_resolve_ignores_pulled_dir_without_config_json(_own_home: Path) -> None:
+    _pulled(_own_home, "Qwen/Qwen2.5-1.5B-Instruct", config=False)
+    assert resolve(ModelConfig(name="qwen2.5:1.5b"), "gpu").source == "Qwen/Qwen2.5-1.5B-Instruct"
+
+
+def test_resolve_pulled_dir_of_another_model_not_used(_own_home: Path) -> None:
+    _pulled(_own_home, "Qwen/Qwen2.5-0.5B-Instruct")
+    assert resolve(ModelConfig(name="qwen2.5:1.5b"), "gpu").source == "Qwen/Qwen2.5-1.5B-Instruct"
+
+
+def test_resolve_random_never_uses_pulled_dir(_own_home: Path) -> None:
+    _pulled(_own_home, "random:tiny")
+    assert resolve(ModelConfig(name="vllama-tiny"), "cpu").source == "random:tiny"
 
 
 # --- cache dir and random models --------------------------------------------------------------------

@@ -16,10 +16,15 @@ PURE_MODULES = [
     "vllama.errors",
     "vllama.config",
     "vllama.ollama_api.schema",
+    "vllama.ollama_api.modelfile",
     "vllama.models.names",
     "vllama.models.catalog",
     "vllama.models.resolve",
     "vllama.models.describe",
+    "vllama.models.registry",
+    "vllama.models.manage",
+    "vllama.models.blobs",
+    "vllama.models.pull",
     "vllama.engine.params",
     "vllama.engine.types",
     "vllama.engine.startup",
@@ -27,6 +32,9 @@ PURE_MODULES = [
     "vllama.translate.prompts",
     "vllama.translate.responses",
     "vllama.translate.models",
+    "vllama.translate.chat",
+    "vllama.translate.created",
+    "vllama.translate.gotemplate",
 ]
 BLOCKED = ["ray", "vllm", "fastapi", "torch", "transformers"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vllama import __version__
-from vllama.cli import bench, serve
+from vllama.cli import bench, models, run, serve
 
 app = typer.Typer(
     name="vllama",
@@ -16,6 +16,16 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("bench")(bench.bench)
+# The `ollama` client commands, against a running server (OLLAMA_HOST).
+app.command("create")(models.create)
+app.command("show")(models.show)
+app.command("run")(run.run)
+app.command("pull")(models.pull)
+app.command("list")(models.list_models)
+app.command("ls", hidden=True)(models.list_models)
+app.command("ps")(models.ps)
+app.command("cp")(models.copy_model)
+app.command("rm")(models.remove)
 
 
 @app.command("version")

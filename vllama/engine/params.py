@@ -40,6 +40,8 @@ class SamplingSettings:
     #: Log probabilities: None for none, else how many most likely alternatives to report per
     #: token besides the chosen one (Ollama's `top_logprobs`, 0-20).
     logprobs: int | None = None
+    #: Most tokens a thinking model may think before vLLM ends the thought (vLLM's extension).
+    thinking_token_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,17 @@ class ChatPrompt:
 
 @dataclass(frozen=True)
 class TextPrompt:
-    """A prompt used verbatim (Ollama's `raw`)."""
+    """A prompt used verbatim (Ollama's `raw`, or what an Ollama template rendered)."""
 
     text: str
+    #: Token ids of earlier turns (Ollama's `context`), put before the prompt.
+    context: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class FillInMiddle:
+    """Ollama's `suffix`: the model writes what goes between `prefix` and `suffix`, prompted with
+    its fill-in-the-middle tokens (prefix, suffix, middle: the PSM order code models train on)."""
+
+    prefix: str
+    suffix: str

@@ -29,6 +29,18 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of one tool call as the model writes it (vLLM's streaming tool parsers give the
+    name first, then the arguments in fragments); pieces with the same `index` make one call."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    """A fragment of the arguments' JSON text."""
+
+
+@dataclass(frozen=True, slots=True)
 class EngineDelta:
     """New output of one engine step for one request (vLLM's DELTA output kind)."""
 
@@ -40,3 +52,7 @@ class EngineDelta:
     timings: Timings | None = None
     #: One entry per token of `token_ids` when log probabilities were asked for.
     logprobs: tuple[TokenLogprob, ...] = ()
+    #: Reasoning text (a thinking model's thought), when a reasoning parser split it from `text`.
+    thinking: str = ""
+    #: Tool calls the tool parser found in this step's output (then not in `text`).
+    tool_calls: tuple[ToolCallDelta, ...] = ()

@@ -14,12 +14,12 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import orjson
 
 from vllama.engine.params import SamplingSettings, StructuredOutput
 from vllama.engine.startup import OutputTap, explain, root_cause
 from vllama.engine.types import EngineDelta, Timings, TokenLogprob
-from vllama.errors import ConfigError, EngineFailed, InvalidRequest, VllamaError
+from vllama.engine.vllm_openai import OpenAIServing
+from vllama.errors import ConfigError, EngineFailed, InvalidRequest
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,41 @@ class CountingEngineClient:
             await stream.aclose()
 
 
+#: `ChatOptions.tool_parser` value meaning: decide from the model's chat template.
+DETECT_TOOL_PARSER = "auto"
+
+#: How a chat template writes a tool call -> vLLM's parser for that format.
+_TOOL_CALL_MARKERS = (("<tool_call>", "hermes"), ("<|python_tag|>", "llama3_json"), ("[TOOL_CALLS]", "mistral"))
+
+
+def tool_parser_for_template(template: str) -> str | None:
+    """The tool-call parser for a model served from a directory, by how its template writes calls."""
+    if "tools" not in template:
+        return None
+    return next((parser for marker, parser in _TOOL_CALL_MARKERS if marker in template), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatOptions:
+    """How the serving layer reads this model's chats (not engine arguments)."""
+
+    #: vLLM's tool-call parser for the model's family (`--tool-call-parser`), or None.
+    tool_parser: str | None = None
+    #: Whether a request that does not say `think` thinks, for a model with a reasoning parser.
+    think_default: bool = True
+
+
 class VllmEngine:
     """A started vLLM engine for one model. Build it with `await VllmEngine.start(...)`."""
 
-    def __init__(self, engine: Any, name: str, openai: OpenAIServing, vllm_config: Any) -> None:
+    def __init__(self, engine: Any, name: str, openai: OpenAIServing, vllm_config: Any, chat: ChatOptions) -> None:
         self._engine = engine
         self.name = name
         self.openai = openai
+        self.chat_options = chat
+        #: vLLM's reasoning parser (an engine argument: the engine needs it too, to start
+        #: structured outputs after the thought and to end a thought at its token budget).
+        self.reasoning_parser: str = vllm_config.structured_outputs_config.reasoning_parser or ""
         model_config = engine.model_config
         scheduler, cache, parallel = vllm_config.scheduler_config, vllm_config.cache_config, vllm_config.parallel_config
         #: What the engine runs with, after vLLM filled in what was left unset.
@@ -108,9 +136,23 @@ class VllmEngine:
         self._tokenizer = engine.get_tokenizer()
         template = getattr(self._tokenizer, "chat_template", None)
         self.chat_template: str | None = template if isinstance(template, str) else None
+        #: A vision (or other multimodal) model: messages may carry images.
+        self.is_multimodal: bool = bool(model_config.is_multimodal_model)
+        #: Fill-in-the-middle tokens (prefix, suffix, middle), when the tokenizer has them.
+        self.fim_tokens: tuple[str, str, str] | None = _fim_tokens(self._tokenizer)
+
+    @property
+    def thinks(self) -> bool:
+        return bool(self.reasoning_parser)
+
+    @property
+    def tools(self) -> bool:
+        return self.chat_options.tool_parser is not None
 
     @classmethod
-    async def start(cls, name: str, source: str, engine_kwargs: Mapping[str, Any]) -> VllmEngine:
+    async def start(
+        cls, name: str, source: str, engine_kwargs: Mapping[str, Any], chat: ChatOptions | None = None
+    ) -> VllmEngine:
         """Start the engine; a bad setting raises `ConfigError` saying what to change."""
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
@@ -143,20 +185,35 @@ class VllmEngine:
         except Exception as exc:
             cause = root_cause(tap.recent_lines()) or _first_line(exc)
             raise ConfigError(f"engine for model '{name}' failed to start: {explain(cause, engine_kwargs)}") from exc
-        started_engine = cls(engine, name, OpenAIServing.build(engine, name, source), vllm_config)
+        chat = chat or ChatOptions()
+        if chat.tool_parser == DETECT_TOOL_PARSER:
+            template = getattr(engine.get_tokenizer(), "chat_template", None)
+            chat = dataclasses.replace(chat, tool_parser=tool_parser_for_template(template if isinstance(template, str) else ""))
+        reasoning = vllm_config.structured_outputs_config.reasoning_parser or ""
+        try:
+            openai = OpenAIServing.build(engine, name, source, chat, reasoning)
+        except Exception as exc:  # an unknown parser name, a parser the tokenizer lacks tokens for
+            engine.shutdown()
+            raise ConfigError(f"chat settings for model '{name}': {_first_line(exc)}") from exc
+        started_engine = cls(engine, name, openai, vllm_config, chat)
         logger.info("engine for %s ready in %.1f s: %s", name, time.monotonic() - started, started_engine.settings)
         return started_engine
 
     # --- prompts -------------------------------------------------------------------------
 
-    async def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Prompt token ids for messages, through the model's chat template (as vLLM's /v1 does)."""
+    async def render_chat(self, messages: Sequence[Mapping[str, Any]], *, think: bool | None = None) -> list[int]:
+        """Prompt token ids for messages, through the model's chat template (as vLLM's /v1 does).
+
+        `think`: the template's `enable_thinking`, for a model that thinks (None: not passed)."""
         from vllm.exceptions import VLLMError
         from vllm.renderers import ChatParams
 
+        template_kwargs: dict[str, Any] = {"add_generation_prompt": True}
+        if think is not None:
+            template_kwargs["enable_thinking"] = think
         try:
             _, (rendered,) = await self._engine.renderer.render_chat_async(
-                [list(messages)], ChatParams(chat_template_kwargs={"add_generation_prompt": True})
+                [list(messages)], ChatParams(chat_template_kwargs=template_kwargs)
             )
         except VLLMError as exc:
             raise InvalidRequest(str(exc)) from exc
@@ -166,6 +223,14 @@ class VllmEngine:
 
     def encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
+        """A fill-in-the-middle prompt: the model's prefix, suffix and middle tokens around the
+        two texts (by id, so the format holds whatever spaces the vocabulary's strings carry)."""
+        if self.fim_tokens is None:
+            raise InvalidRequest(f'"{self.name}" does not support insert')
+        start, hole, end = (self._tokenizer.convert_tokens_to_ids(t) for t in self.fim_tokens)
+        return [start, *self.encode(prefix), hole, *self.encode(suffix), end]
 
     def encode_for_embedding(self, text: str, *, truncate: bool) -> list[int]:
         """Token ids of one input framed as the model expects (BERT's [CLS] ... [SEP]), cut to
@@ -205,7 +270,10 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         params = self._sampling_params(sampling)
-        stream = self._engine.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id)
+        # A thinking model's engine holds an output constraint back until the thought ends; this
+        # path never thinks (thinking requests take `generate_chat`), so it ends at once.
+        extra = {"reasoning_ended": True} if self.thinks else {}
+        stream = self._engine.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id, **extra)
         try:
             async for output in stream:
                 completion = output.outputs[0]
@@ -248,6 +316,22 @@ class VllmEngine:
             structured_outputs=_structured_outputs(s.structured),
             output_kind=RequestOutputKind.DELTA,
         )
+
+    # --- chats through vLLM's chat layer (tools, thinking, images) ------------------------
+
+    async def render_openai_chat(self, body: dict[str, Any]) -> Any:
+        """Render an OpenAI chat body with vLLM's chat layer (`vllama.engine.vllm_chat`)."""
+        from vllama.engine import vllm_chat
+
+        if self.openai.chat is None:
+            raise InvalidRequest("this model does not support chat")
+        return await vllm_chat.render(self.openai.chat, body)
+
+    def generate_chat(self, chat: Any, max_tokens: int, request_id: str) -> AsyncIterator[EngineDelta]:
+        """Generate a rendered chat; deltas carry thoughts and tool calls apart from the text."""
+        from vllama.engine import vllm_chat
+
+        return vllm_chat.generate(self.openai.chat, self._engine, chat, max_tokens, request_id, logprobs=_token_logprobs)
 
     async def abort(self, request_id: str) -> None:
         await self._engine.abort(request_id)
@@ -299,26 +383,25 @@ def _token_logprobs(completion: Any, top: int) -> tuple[TokenLogprob, ...]:
 
 
 def _structured_outputs_config(given: Any) -> Any:
-    """vLLM's structured-output settings: compact JSON through llguidance, unless the config
-    names a backend of its own.
+    """vLLM's structured-output settings: compact JSON through xgrammar, unless the config names
+    a backend of its own.
 
     With whitespace allowed between every token of the grammar (vLLM's default), a model can
     spend its whole budget on newlines and never close the object: small models do, and so does
     the random test model. Ollama's JSON grammar bounds whitespace for the same reason. vLLM
-    allows compact output only with a named backend; llguidance covers the most of JSON Schema
-    (vLLM's "auto" falls back to it where xgrammar cannot compile a schema).
+    allows compact output only with a named backend. xgrammar is vLLM's first choice, and the
+    one its tool-call grammars (structural tags, which keep a forced or strict tool call valid)
+    are written for; it reads a schema that does not mention `additionalProperties` as allowing
+    no other keys, which is what schemas made from pydantic models (Ollama's documented use of
+    `format`) mean. A config can name `guidance` (llguidance) for schemas xgrammar cannot compile,
+    at the cost of forced tool calls.
     """
     from vllm.config import StructuredOutputsConfig
 
     if isinstance(given, StructuredOutputsConfig):
         return given
     given = dict(given or {})
-    # disable_additional_properties: a schema that does not say `additionalProperties` allows
-    # no other keys (as xgrammar, vLLM's first choice, reads it) rather than any number of them;
-    # schemas made from pydantic models, Ollama's documented use of `format`, never say it.
-    defaults = {} if "backend" in given else {
-        "backend": "guidance", "disable_any_whitespace": True, "disable_additional_properties": True,
-    }
+    defaults = {} if "backend" in given else {"backend": "xgrammar", "disable_any_whitespace": True}
     return StructuredOutputsConfig(**{**defaults, **given})
 
 
@@ -332,114 +415,21 @@ def _structured_outputs(structured: StructuredOutput | None) -> Any:
     return StructuredOutputsParams(json=structured.json_schema)
 
 
+def _fim_tokens(tokenizer: Any) -> tuple[str, str, str] | None:
+    """The fill-in-the-middle tokens of Qwen2.5-Coder, StarCoder, DeepSeek-Coder and CodeLlama
+    style vocabularies, as (prefix, suffix, middle)."""
+    vocab = tokenizer.get_vocab()
+    for tokens in (
+        ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+        ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+        ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+        ("▁<PRE>", "▁<SUF>", "▁<MID>"),
+    ):
+        if all(t in vocab for t in tokens):
+            return tokens
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(line.strip() for line in text.splitlines()[:4])
-
-
-@dataclasses.dataclass
-class OpenAIServing:
-    """vLLM's own OpenAI handlers over our engine: /v1 answers exactly as `vllm serve` does."""
-
-    chat: Any
-    completion: Any
-    models: Any
-    embedding: Any = None
-
-    @classmethod
-    def build(cls, engine: Any, name: str, source: str) -> OpenAIServing:
-        from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
-        from vllm.entrypoints.openai.completion.serving import OpenAIServingCompletion
-        from vllm.entrypoints.openai.models.protocol import BaseModelPath
-        from vllm.entrypoints.openai.models.serving import OpenAIServingModels
-        from vllm.renderers.online_renderer import OnlineRenderer
-
-        models = OpenAIServingModels(engine_client=engine, base_model_paths=[BaseModelPath(name=name, model_path=source)])
-        if engine.model_config.runner_type == "pooling":
-            from vllm.entrypoints.pooling.embed.serving import ServingEmbedding
-            from vllm.renderers.chat_utils import ChatTemplateConfig
-
-            embedding = ServingEmbedding(engine, models, request_logger=None, chat_template_config=ChatTemplateConfig())
-            return cls(chat=None, completion=None, models=models, embedding=embedding)
-        renderer = OnlineRenderer(
-            model_config=engine.model_config, renderer=engine.renderer, request_logger=None,
-            chat_template=None, chat_template_content_format="auto",
-        )
-        chat = OpenAIServingChat(
-            engine, models, "assistant", online_renderer=renderer, request_logger=None,
-            chat_template=None, chat_template_content_format="auto",
-        )
-        completion = OpenAIServingCompletion(engine, models, online_renderer=renderer, request_logger=None)
-        return cls(chat=chat, completion=completion, models=models)
-
-    async def create(self, kind: str, body: bytes) -> Any:
-        """Run one /v1 request (`kind` is "chat" or "completion") on its raw JSON body.
-
-        Returns vLLM's response model or an async iterator of SSE strings; vLLM's ErrorResponse
-        is raised as our `VllamaError` with its status.
-        """
-        from pydantic import ValidationError
-        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
-        from vllm.exceptions import VLLMError
-
-        if (self.chat if kind == "chat" else self.completion) is None:
-            raise InvalidRequest(f"this model does not support {'chat' if kind == 'chat' else 'completions'}")
-        request_cls = ChatCompletionRequest if kind == "chat" else CompletionRequest
-        try:
-            request = request_cls.model_validate_json(body)
-        except ValidationError as exc:
-            raise InvalidRequest(_validation_message(exc)) from exc
-        request.model = self.models.base_model_paths[0].name
-        try:
-            if kind == "chat":
-                result = await self.chat.create_chat_completion(request, None)
-            else:
-                result = await self.completion.create_completion(request, None)
-        except VLLMError as exc:
-            raise InvalidRequest(str(exc)) from exc
-        if isinstance(result, ErrorResponse):
-            raise VllamaError(result.error.message, status_code=int(result.error.code or 500))
-        return result
-
-
-    async def embed(self, body: bytes) -> bytes:
-        """Run one /v1/embeddings request on its raw JSON body; the answer as JSON bytes."""
-        from pydantic import TypeAdapter, ValidationError
-        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
-        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
-        from vllm.exceptions import VLLMError
-
-        if self.embedding is None:
-            raise InvalidRequest("this model does not support embeddings")
-        try:
-            request = TypeAdapter(EmbeddingRequest).validate_json(body)  # a union: input or messages
-        except ValidationError as exc:
-            raise InvalidRequest(_validation_message(exc)) from exc
-        request.model = self.models.base_model_paths[0].name
-        try:
-            result = await self.embedding(request)
-        except (VLLMError, ValueError) as exc:
-            raise InvalidRequest(str(exc)) from exc
-        if isinstance(result, ErrorResponse):
-            raise VllamaError(result.error.message, status_code=int(result.error.code or 500))
-        if result.status_code != 200:
-            raise VllamaError(_error_message(result.body), status_code=result.status_code)
-        return bytes(result.body)
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        return str(orjson.loads(body)["error"]["message"])
-    except Exception:
-        return body.decode(errors="replace")
-
-
-def _validation_message(exc: Any) -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error.get("loc", ()))
-        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-    return "; ".join(parts)
-

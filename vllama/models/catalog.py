@@ -28,6 +28,9 @@ class CatalogEntry:
     #: A Python package that ships the same weights in its `model/` directory: used instead of
     #: the hub when it is installed, so the model is servable offline.
     offline_package: str | None = None
+    #: vLLM's tool-call and reasoning parsers for the family (None: the model has none).
+    tool_parser: str | None = None
+    reasoning_parser: str | None = None
 
     @property
     def embedding(self) -> bool:
@@ -40,6 +43,13 @@ class CatalogEntry:
                 if (Path(location) / "model" / "config.json").is_file():
                     return str(Path(location) / "model")
         return self.source
+
+
+#: Tool-call parsers by family, as vLLM's docs list them.
+_HERMES = {"tool_parser": "hermes"}
+_LLAMA_TOOLS = {"tool_parser": "llama3_json"}
+_QWEN3 = {"tool_parser": "hermes", "reasoning_parser": "qwen3"}
+_R1 = {"reasoning_parser": "deepseek_r1"}
 
 
 def _small(max_model_len: int = 32768) -> dict[str, Any]:
@@ -59,23 +69,36 @@ def _embedding(**extra: Any) -> dict[str, Any]:
 
 
 _ENTRIES: dict[str, CatalogEntry] = {
-    "qwen2.5:0.5b": CatalogEntry("Qwen/Qwen2.5-0.5B-Instruct", "qwen2", "494M", _small()),
-    "qwen2.5:1.5b": CatalogEntry("Qwen/Qwen2.5-1.5B-Instruct", "qwen2", "1.5B", _small()),
-    "qwen2.5:3b": CatalogEntry("Qwen/Qwen2.5-3B-Instruct", "qwen2", "3.1B", _large()),
-    "qwen2.5:7b": CatalogEntry("Qwen/Qwen2.5-7B-Instruct", "qwen2", "7.6B", _large()),
-    "qwen2.5:14b": CatalogEntry("Qwen/Qwen2.5-14B-Instruct", "qwen2", "14.8B", _large(16384)),
-    "qwen2.5:32b": CatalogEntry("Qwen/Qwen2.5-32B-Instruct", "qwen2", "32.8B", _large(tensor_parallel_size=2)),
-    "qwen2.5:72b": CatalogEntry("Qwen/Qwen2.5-72B-Instruct", "qwen2", "72.7B", _large(tensor_parallel_size=4)),
-    "qwen2.5-coder:1.5b": CatalogEntry("Qwen/Qwen2.5-Coder-1.5B-Instruct", "qwen2", "1.5B", _small()),
-    "qwen2.5-coder:7b": CatalogEntry("Qwen/Qwen2.5-Coder-7B-Instruct", "qwen2", "7.6B", _large()),
-    "llama3.2:1b": CatalogEntry("meta-llama/Llama-3.2-1B-Instruct", "llama", "1.2B", _small(), gated=True),
-    "llama3.2:3b": CatalogEntry("meta-llama/Llama-3.2-3B-Instruct", "llama", "3.2B", _large(), gated=True),
-    "llama3.1:8b": CatalogEntry("meta-llama/Llama-3.1-8B-Instruct", "llama", "8.0B", _large(), gated=True),
+    "qwen2.5:0.5b": CatalogEntry("Qwen/Qwen2.5-0.5B-Instruct", "qwen2", "494M", _small(), **_HERMES),
+    "qwen2.5:1.5b": CatalogEntry("Qwen/Qwen2.5-1.5B-Instruct", "qwen2", "1.5B", _small(), **_HERMES),
+    "qwen2.5:3b": CatalogEntry("Qwen/Qwen2.5-3B-Instruct", "qwen2", "3.1B", _large(), **_HERMES),
+    "qwen2.5:7b": CatalogEntry("Qwen/Qwen2.5-7B-Instruct", "qwen2", "7.6B", _large(), **_HERMES),
+    "qwen2.5:14b": CatalogEntry("Qwen/Qwen2.5-14B-Instruct", "qwen2", "14.8B", _large(16384), **_HERMES),
+    "qwen2.5:32b": CatalogEntry("Qwen/Qwen2.5-32B-Instruct", "qwen2", "32.8B", _large(tensor_parallel_size=2), **_HERMES),
+    "qwen2.5:72b": CatalogEntry("Qwen/Qwen2.5-72B-Instruct", "qwen2", "72.7B", _large(tensor_parallel_size=4), **_HERMES),
+    "qwen2.5-coder:1.5b": CatalogEntry("Qwen/Qwen2.5-Coder-1.5B-Instruct", "qwen2", "1.5B", _small(), **_HERMES),
+    "qwen2.5-coder:7b": CatalogEntry("Qwen/Qwen2.5-Coder-7B-Instruct", "qwen2", "7.6B", _large(), **_HERMES),
+    "llama3.2:1b": CatalogEntry("meta-llama/Llama-3.2-1B-Instruct", "llama", "1.2B", _small(), gated=True, **_LLAMA_TOOLS),
+    "llama3.2:3b": CatalogEntry("meta-llama/Llama-3.2-3B-Instruct", "llama", "3.2B", _large(), gated=True, **_LLAMA_TOOLS),
+    "llama3.1:8b": CatalogEntry("meta-llama/Llama-3.1-8B-Instruct", "llama", "8.0B", _large(), gated=True, **_LLAMA_TOOLS),
     "llama3.1:70b": CatalogEntry(
-        "meta-llama/Llama-3.1-70B-Instruct", "llama", "70.6B", _large(tensor_parallel_size=4), gated=True
+        "meta-llama/Llama-3.1-70B-Instruct", "llama", "70.6B", _large(tensor_parallel_size=4), gated=True,
+        **_LLAMA_TOOLS,
     ),
     "llama3:8b": CatalogEntry("meta-llama/Meta-Llama-3-8B-Instruct", "llama", "8.0B", _large(8192), gated=True),
-    "mistral:7b": CatalogEntry("mistralai/Mistral-7B-Instruct-v0.3", "llama", "7.2B", _large()),
+    "mistral:7b": CatalogEntry("mistralai/Mistral-7B-Instruct-v0.3", "llama", "7.2B", _large(), tool_parser="mistral"),
+    # Thinking models: Qwen3 (hybrid: thinks unless asked not to; hermes-style tool calls) and
+    # DeepSeek-R1's distillations.
+    "qwen3:0.6b": CatalogEntry("Qwen/Qwen3-0.6B", "qwen3", "751.63M", _small(), **_QWEN3),
+    "qwen3:1.7b": CatalogEntry("Qwen/Qwen3-1.7B", "qwen3", "2.0B", _small(), **_QWEN3),
+    "qwen3:4b": CatalogEntry("Qwen/Qwen3-4B", "qwen3", "4.0B", _large(), **_QWEN3),
+    "qwen3:8b": CatalogEntry("Qwen/Qwen3-8B", "qwen3", "8.2B", _large(), **_QWEN3),
+    "qwen3:14b": CatalogEntry("Qwen/Qwen3-14B", "qwen3", "14.8B", _large(16384), **_QWEN3),
+    "qwen3:32b": CatalogEntry("Qwen/Qwen3-32B", "qwen3", "32.8B", _large(tensor_parallel_size=2), **_QWEN3),
+    "deepseek-r1:1.5b": CatalogEntry("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "qwen2", "1.8B", _small(), **_R1),
+    "deepseek-r1:7b": CatalogEntry("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "qwen2", "7.6B", _large(), **_R1),
+    "deepseek-r1:8b": CatalogEntry("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "llama", "8.0B", _large(), **_R1),
+    "deepseek-r1:14b": CatalogEntry("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", "qwen2", "14.8B", _large(16384), **_R1),
     "gemma2:2b": CatalogEntry("google/gemma-2-2b-it", "gemma2", "2.6B", _small(8192), gated=True),
     "gemma2:9b": CatalogEntry("google/gemma-2-9b-it", "gemma2", "9.2B", _large(8192), gated=True),
     "phi3.5:3.8b": CatalogEntry("microsoft/Phi-3.5-mini-instruct", "phi3", "3.8B", _large()),
@@ -102,6 +125,8 @@ _LATEST: dict[str, str] = {
     "llama3.1": "8b",
     "llama3": "8b",
     "mistral": "7b",
+    "qwen3": "8b",
+    "deepseek-r1": "8b",
     "gemma2": "9b",
     "phi3.5": "3.8b",
     "smollm2": "1.7b",

@@ -7,14 +7,17 @@ safetensors headers (a few KiB read, no tensor loaded), not from guesses based o
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel
 
 _SAFETENSORS_DTYPES = {"F32": "F32", "BF16": "BF16", "F16": "F16", "F8_E4M3": "F8", "I8": "Q8_0", "U8": "Q4"}
@@ -41,6 +44,11 @@ class ModelDescription:
     on_gpu: bool
     format: str = "safetensors"
     families: list[str] = field(default_factory=list)
+    #: Example conversation and license of a created model (a Modelfile's MESSAGE and LICENSE).
+    messages: tuple[dict[str, Any], ...] = ()
+    license: tuple[str, ...] = ()
+    #: The served model this one runs on: itself, or the base of a created model.
+    base: str = ""
 
 
 def describe(
@@ -52,6 +60,7 @@ def describe(
     chat_template: str | None,
     on_gpu: bool,
     embedding: bool = False,
+    features: Sequence[str] = (),
 ) -> ModelDescription:
     weights = _weight_files(local_dir)
     size = sum(f.stat().st_size for f in weights)
@@ -79,8 +88,27 @@ def describe(
         template=chat_template or "",
         system=model.system,
         parameters=dict(model.parameters),
-        capabilities=["embedding"] if embedding else ["completion"],
+        # Ollama's names: completion, tools, insert (fill in the middle), vision, thinking.
+        capabilities=["embedding"] if embedding else ["completion", *features],
         on_gpu=on_gpu,
+        base=model.name,
+    )
+
+
+def created_description(base: ModelDescription, created: CreatedModel) -> ModelDescription:
+    """What a created model looks like: its base model, with the created model's own name,
+    digest, date and Modelfile parts (its parameters over the base's)."""
+    return dataclasses.replace(
+        base,
+        name=created.name,
+        digest=created.digest,
+        modified_at=created.modified_at or base.modified_at,
+        template=created.template if created.template is not None else base.template,
+        system=created.system if created.system is not None else base.system,
+        parameters={**base.parameters, **created.parameters},
+        messages=created.messages,
+        license=created.license,
+        base=base.name,
     )
 
 

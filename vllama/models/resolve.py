@@ -16,10 +16,13 @@ from vllama.errors import ConfigError
 from vllama.models import catalog
 from vllama.models.names import ModelName
 from vllama.models.tiny import TinyModelSpec
+from vllama.models.tiny_vision import TinyVisionModelSpec
 
 #: Random-weight models made offline (`source: random:<variant>`).
-RANDOM_VARIANTS: dict[str, TinyModelSpec] = {
+RANDOM_VARIANTS: dict[str, TinyModelSpec | TinyVisionModelSpec] = {
     "tiny": TinyModelSpec(),
+    # A vision-language model (Idefics3's architecture), for Ollama's `images`.
+    "vision": TinyVisionModelSpec(),
     # Large enough that the engine, not the serving path, dominates a benchmark on a CPU.
     "large": TinyModelSpec(hidden_size=1024, num_layers=8, num_heads=16, num_kv_heads=4, intermediate_size=2816),
 }
@@ -30,10 +33,16 @@ DEFAULT_MODEL = "vllama-tiny:latest"
 _RANDOM_CATALOG = {
     "vllama-tiny:latest": "random:tiny",
     "vllama-tiny:large": "random:large",
+    "vllama-tiny:vision": "random:vision",
 }
 #: Engine defaults for random models: float32 (vLLM on CPU runs bf16 through AMX kernels that
 #: crash on some VMs), a small context and KV cache so several engines share one machine.
 _RANDOM_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1}
+#: Their template is Qwen's (tools, and Qwen3's thinking switch), so they take Qwen's parsers.
+#: They think only when asked: random weights never end a thought by themselves.
+_RANDOM_CHAT = {"tool_parser": "hermes", "reasoning_parser": "qwen3", "think": False}
+#: `tool_parser` value meaning "decide from the chat template, once the engine has loaded it".
+DETECT = "auto"
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,9 @@ class ResolvedModel:
     system: str | None = None
     family: str = ""
     parameter_size: str = ""
+    tool_parser: str | None = None
+    """vLLM's tool-call parser, None for none, `DETECT` to decide from the chat template."""
+    think_default: bool = True
 
     @property
     def parallel_size(self) -> int:
@@ -59,14 +71,25 @@ class ResolvedModel:
         """The source as vLLM loads it; makes a random model on first use (idempotent)."""
         if self.source.startswith(RANDOM_PREFIX):
             from vllama.models.tiny import make_tiny_model
+            from vllama.models.tiny_vision import make_tiny_vision_model
 
             variant = self.source.removeprefix(RANDOM_PREFIX)
-            return str(make_tiny_model(cache_dir() / f"random-{variant}", RANDOM_VARIANTS[variant]))
+            spec = RANDOM_VARIANTS[variant]
+            directory = cache_dir() / f"random-{variant}"
+            if isinstance(spec, TinyVisionModelSpec):
+                return str(make_tiny_vision_model(directory, spec))
+            return str(make_tiny_model(directory, spec))
         return self.source
 
 
+def home_dir() -> Path:
+    """Where vllama keeps what it makes and downloads: random models, pulled weights, created
+    models, uploaded blobs. `VLLAMA_HOME`, by default `~/.cache/vllama`."""
+    return Path(os.environ.get("VLLAMA_HOME", Path.home() / ".cache" / "vllama"))
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("VLLAMA_HOME", Path.home() / ".cache" / "vllama")) / "models"
+    return home_dir() / "models"
 
 
 def detect_accelerator() -> str:
@@ -89,6 +112,11 @@ def resolve(config: ModelConfig, accelerator: str) -> ResolvedModel:
         )
     if source.startswith(RANDOM_PREFIX) and source.removeprefix(RANDOM_PREFIX) not in RANDOM_VARIANTS:
         raise ConfigError(f"unknown random model '{source}'; choose one of: {', '.join(RANDOM_VARIANTS)}")
+    if not source.startswith(RANDOM_PREFIX) and not _looks_local(source):
+        from vllama.models.pull import pulled_dir
+
+        if (pulled_dir(home_dir(), source) / "config.json").is_file():  # `vllama pull` fetched it
+            source = str(pulled_dir(home_dir(), source))
     if _looks_local(source) and not source.startswith(RANDOM_PREFIX):
         path = Path(source).expanduser()
         if not (path / "config.json").is_file():
@@ -104,6 +132,9 @@ def resolve(config: ModelConfig, accelerator: str) -> ResolvedModel:
         engine_kwargs.setdefault("dtype", "float32")
     engine_kwargs.update(config.engine_flags())
     engine_kwargs.update(config.engine_kwargs)
+    chat = _chat_defaults(config, entry, source)
+    if chat["reasoning_parser"] and "reasoning_parser" not in engine_kwargs:
+        engine_kwargs["reasoning_parser"] = chat["reasoning_parser"]
     return ResolvedModel(
         name=parsed.display,
         key=parsed.key,
@@ -113,7 +144,29 @@ def resolve(config: ModelConfig, accelerator: str) -> ResolvedModel:
         system=config.system,
         family=entry.family if entry else "",
         parameter_size=entry.parameter_size if entry else "",
+        tool_parser=chat["tool_parser"],
+        think_default=chat["think"],
     )
+
+
+def _chat_defaults(config: ModelConfig, entry: catalog.CatalogEntry | None, source: str) -> dict[str, Any]:
+    """Parsers and the thinking default: the config's, else the catalog's or the random models',
+    else found from the chat template (tools) or none (thinking)."""
+    random = source.startswith(RANDOM_PREFIX)
+    vision = random and isinstance(RANDOM_VARIANTS.get(source.removeprefix(RANDOM_PREFIX)), TinyVisionModelSpec)
+    known: dict[str, Any] = (
+        {"tool_parser": None, "reasoning_parser": None, "think": False} if vision
+        else dict(_RANDOM_CHAT) if random
+        else {"tool_parser": entry.tool_parser, "reasoning_parser": entry.reasoning_parser, "think": True}
+        if entry is not None and config.source is None
+        else {"tool_parser": DETECT, "reasoning_parser": None, "think": True}
+    )
+    for key in ("tool_parser", "reasoning_parser", "think"):
+        if (value := getattr(config, key)) is not None:
+            known[key] = None if value == "none" else value
+    if known["reasoning_parser"] is None:
+        known["reasoning_parser"] = config.engine_kwargs.get("reasoning_parser") or None
+    return known
 
 
 def _looks_local(source: str) -> bool:

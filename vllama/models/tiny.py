@@ -14,18 +14,57 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-#: ChatML, as Qwen2.5 uses it (without the tool-calling branches, which issue 3 adds).
+#: ChatML with Qwen's tool calling (as Qwen2.5's template renders tools, calls and results) and
+#: an opt-in thinking block (as Qwen3's thinking models do). Without tools and without
+#: `enable_thinking` it renders exactly plain ChatML, so the model's answers to plain chats do
+#: not depend on these branches.
 CHATML_TEMPLATE = (
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0].role == 'system' %}{{- messages[0].content + '\\n\\n' }}{%- endif %}"
+    "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
+    "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+    "{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}"
+    "{%- elif messages[0].role == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}"
+    "{%- endif %}"
     "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- if message.role == 'system' and loop.first %}"
+    "{%- elif message.role == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\\n<tool_response>\\n' + message.content + '\\n</tool_response>' }}"
+    "{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
+    "{%- elif message.role == 'assistant' and message.tool_calls %}"
+    "{{- '<|im_start|>assistant' }}{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}"
+    "{%- for tool_call in message.tool_calls %}"
+    "{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}"
+    "{{- '\\n<tool_call>\\n{\"name\": \"' + tool_call.name + '\", \"arguments\": ' }}"
+    "{%- if tool_call.arguments is string %}{{- tool_call.arguments }}{%- else %}{{- tool_call.arguments | tojson }}{%- endif %}"
+    "{{- '}\\n</tool_call>' }}"
     "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking %}{{- '<think>\\n' }}{%- endif %}"
+    "{%- endif %}"
 )
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+)
+#: Markup tokens that are text to the tokenizer (not special), as in Qwen's vocabulary: the
+#: tool-call and reasoning parsers find them by these exact strings.
+MARKUP_TOKENS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>")
 
 # A few sentences are enough for a byte-level BPE to learn merges; bytes cover everything else.
 _TRAINING_TEXT = [
@@ -37,6 +76,10 @@ _TRAINING_TEXT = [
     "def add(a, b):\n    return a + b\n",
     "1 2 3 4 5 6 7 8 9 10, one two three four five six seven eight nine ten.",
 ]
+
+
+#: Bump when what `make_tiny_model` writes changes for the same spec.
+MAKER_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -55,16 +98,18 @@ class TinyModelSpec:
     # hinges on float rounding, and vLLM and transformers agree token for token.
     initializer_range: float = 0.08
     seed: int = 0
-    #: Give no output weight to tokens that are not text on their own (special tokens, and the
-    #: byte tokens of an unfinished UTF-8 character: 131 of the 474 here). Random weights would
-    #: otherwise often start an answer with a run of them, which a server streams as nothing:
-    #: clients then see the first text late, and a benchmark's time to first token measures the
-    #: model's taste for stray bytes instead of the server.
+    #: Give no output weight to tokens that are not text on their own (special tokens, markup
+    #: such as `<tool_call>`, control characters, and the byte tokens of an unfinished UTF-8
+    #: character). Random weights would otherwise often start an answer with a run of them,
+    #: which a server streams as nothing: clients then see the first text late, and a
+    #: benchmark's time to first token measures the model's taste for stray bytes.
     text_tokens_only: bool = True
 
     @property
     def fingerprint(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # The maker's revision is part of it: a model made by an older maker (another vocabulary
+        # or template) is made again, not reused.
+        return json.dumps({**asdict(self), "revision": MAKER_REVISION}, sort_keys=True)
 
 
 def make_tiny_model(path: str | os.PathLike[str], spec: TinyModelSpec | None = None) -> Path:
@@ -75,17 +120,20 @@ def make_tiny_model(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
     a half-written model that vLLM would later fail to load.
     """
     spec = spec or TinyModelSpec()
-    target = Path(path)
-    marker = target / "vllama-tiny.json"
-    if marker.is_file() and marker.read_text() == spec.fingerprint:
-        return target
+    return build_once(Path(path), spec.fingerprint, lambda staging: (_write_tokenizer(staging, spec), _write_weights(staging, spec)))
 
+
+def build_once(target: Path, fingerprint: str, write: Callable[[Path], object]) -> Path:
+    """`target`, made by `write(directory)` unless a directory made with the same `fingerprint`
+    is there already: built in a temporary sibling, then renamed, so it appears whole or not at all."""
+    marker = target / "vllama-tiny.json"
+    if marker.is_file() and marker.read_text() == fingerprint:
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _write_tokenizer(staging, spec)
-        _write_weights(staging, spec)
-        (staging / "vllama-tiny.json").write_text(spec.fingerprint)
+        write(staging)
+        (staging / "vllama-tiny.json").write_text(fingerprint)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -95,7 +143,7 @@ def make_tiny_model(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
 
 
 def _write_tokenizer(directory: Path, spec: TinyModelSpec) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
@@ -114,8 +162,9 @@ def _write_tokenizer(directory: Path, spec: TinyModelSpec) -> None:
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
-        additional_special_tokens=["<|im_start|>"],
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")],
     )
+    fast.add_tokens([AddedToken(t, special=False, normalized=False) for t in MARKUP_TOKENS])
     fast.chat_template = CHATML_TEMPLATE
     fast.model_max_length = spec.max_position_embeddings
     fast.save_pretrained(directory)
@@ -151,6 +200,9 @@ def _write_weights(directory: Path, spec: TinyModelSpec) -> None:
         # get a zero row: a logit of 0 against the best of ~340 random ones, so greedy decoding
         # never picks them (sampling rarely does).
         not_text = [i for i in range(len(tokenizer)) if _not_text(tokenizer.decode([i], skip_special_tokens=True))]
+        # Nor to markup: the model never opens a tool call or a thought by itself, so a plain chat
+        # stays plain text; a constraint (a forced tool call, a thinking budget) still can.
+        not_text += tokenizer.convert_tokens_to_ids(list(MARKUP_TOKENS))
         with torch.no_grad():
             model.lm_head.weight.copy_(model.model.embed_tokens.weight)
             model.lm_head.weight[not_text] = 0
@@ -161,4 +213,7 @@ def _write_weights(directory: Path, spec: TinyModelSpec) -> None:
 
 
 def _not_text(decoded: str) -> bool:
-    return decoded == "" or "\ufffd" in decoded
+    # Control characters too (newlines included): in a JSON string they are invalid unescaped,
+    # and the JSON grammars let them through, so a constrained answer (a tool call's arguments)
+    # would not parse.
+    return decoded == "" or "\ufffd" in decoded or any(ord(c) < 32 or ord(c) == 127 for c in decoded)

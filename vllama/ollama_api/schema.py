@@ -81,6 +81,11 @@ class Options(WireModel):
     """Keep generating after the end-of-sequence token (vLLM's `ignore_eos`)."""
     min_tokens: LenientInt | None = None
     """Generate at least this many tokens before a stop condition applies (vLLM's `min_tokens`)."""
+    thinking_token_budget: LenientInt | None = None
+    """Most tokens a thinking model may think before the thought is ended (vLLM's extension)."""
+    tool_choice: str | dict[str, Any] | None = None
+    """OpenAI's `tool_choice`, which Ollama lacks: "auto" (the default), "none", "required", or
+    the name of the tool the model must call. Also accepted at the top level of a chat request."""
 
     @model_validator(mode="after")
     def _warn_unknown(self) -> Options:
@@ -225,6 +230,8 @@ class ChatRequest(_InferenceRequest):
 
     messages: list[Message] | None = None
     tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    """vllama's extension, as OpenAI's (see `Options.tool_choice`)."""
 
 
 class EmbedRequest(ModelRequest):
@@ -252,6 +259,52 @@ class ShowRequest(ModelRequest):
     verbose: bool | None = None
     system: str | None = None
     options: dict[str, Any] | None = None
+
+
+def _license_list(value: Any) -> Any:
+    # Ollama's `license` is a string or a list of strings (a Modelfile may have several LICENSE).
+    return [value] if isinstance(value, str) else value
+
+
+class CreateRequest(ModelRequest):
+    """`POST /api/create`: a new model from an existing one, with what a Modelfile would say."""
+
+    from_: str | None = Field(default=None, alias="from")
+    """The model to build on (a served model or one made by create/copy)."""
+    files: dict[str, str] | None = None
+    """Weights uploaded with `/api/blobs` (file name -> digest)."""
+    adapters: dict[str, str] | None = None
+    template: str | None = None
+    system: str | None = None
+    license: Annotated[list[str] | None, BeforeValidator(_license_list)] = None
+    parameters: dict[str, Any] | None = None
+    messages: list[Message] | None = None
+    quantize: str | None = None
+    stream: bool | None = None
+    modelfile: str | None = None
+    """The Modelfile's text, as clients before Ollama 0.5 sent it (instead of the fields above)."""
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream is not False
+
+
+class CopyRequest(WireModel):
+    """`POST /api/copy`."""
+
+    source: str
+    destination: str
+
+
+class PullRequest(ModelRequest):
+    """`POST /api/pull` (and `/api/push`, which takes the same body)."""
+
+    insecure: bool | None = None
+    stream: bool | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream is not False
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -377,3 +430,4 @@ class ShowResponse(WireModel):
     model_info: dict[str, Any]
     capabilities: list[str]
     modified_at: str
+    messages: list[dict[str, Any]] | None = None

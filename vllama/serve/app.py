@@ -14,7 +14,7 @@ from ray import serve
 from ray.serve import Application
 
 from vllama.config import DeploymentSettings, ServingConfig
-from vllama.models.resolve import ResolvedModel, detect_accelerator, resolve
+from vllama.models.resolve import ResolvedModel, detect_accelerator, home_dir, resolve
 from vllama.serve.server import IngressModelServer, ModelServer, ServerSettings
 
 logger = logging.getLogger("vllama")
@@ -26,7 +26,9 @@ DEFAULT_MAX_ONGOING_REQUESTS = 512
 def build_app(args: dict[str, Any]) -> Application:
     config = ServingConfig.model_validate(args)
     accelerator = detect_accelerator() if config.accelerator == "auto" else config.accelerator
-    settings = ServerSettings(accelerator=accelerator, forward_batch_interval_ms=config.forward_batch_interval_ms)
+    settings = ServerSettings(
+        accelerator=accelerator, forward_batch_interval_ms=config.forward_batch_interval_ms, home=str(home_dir())
+    )
     resolved = [resolve(m, accelerator) for m in config.models]
     # Engine arguments are checked by each replica before its engine starts (VllmEngine.start):
     # checking them here too would import vLLM in the driver, 10 s of every start on our machines.

@@ -1,4 +1,4 @@
-"""Model name -> where it runs, for every model of the application."""
+"""Model name -> where it runs, for every model of the application, served or created."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import asyncio
 from vllama.errors import InvalidRequest, ModelNotFound
 from vllama.models.describe import ModelDescription
 from vllama.models.names import ModelName
-from vllama.serve.targets import ModelTarget
+from vllama.models.registry import Registry
+from vllama.serve.targets import CreatedTarget, ModelTarget
 
 
 class ModelDirectory:
-    def __init__(self, targets: dict[str, ModelTarget]) -> None:
+    def __init__(self, targets: dict[str, ModelTarget], registry: Registry | None = None) -> None:
         self._targets = targets  # keyed by ModelName.key (case-folded full name)
+        self.registry = registry
 
     def resolve(self, name: str | None) -> ModelTarget:
         if not name:
@@ -22,13 +24,35 @@ class ModelDirectory:
         except InvalidRequest:
             raise ModelNotFound.for_name(name) from None
         target = self._targets.get(key)
-        if target is None:
+        if target is not None:  # a served model: no disk access on this path
+            return target
+        created = self.registry.get(name) if self.registry is not None else None
+        if created is None:
             raise ModelNotFound.for_name(name)
-        return target
+        base = self._targets.get(ModelName.parse(created.base).key)
+        if base is None:
+            raise ModelNotFound(f"model '{name}' was made from '{created.base}', which this application does not serve")
+        return CreatedTarget(base, created)
+
+    def served_name(self, name: str) -> str | None:
+        """The display name of the served model `name` refers to, or None."""
+        try:
+            target = self._targets.get(ModelName.parse(name).key)
+        except InvalidRequest:
+            return None
+        return target.name if target is not None else None
 
     @property
     def targets(self) -> list[ModelTarget]:
+        """The served models (one engine each)."""
         return list(self._targets.values())
 
     async def describe_all(self) -> list[ModelDescription]:
-        return list(await asyncio.gather(*(t.describe() for t in self._targets.values())))
+        """Served models, then created ones whose base is served."""
+        served = list(await asyncio.gather(*(t.describe() for t in self._targets.values())))
+        created = [
+            CreatedTarget(base, model)
+            for model in (self.registry.list() if self.registry is not None else ())
+            if (base := self._targets.get(ModelName.parse(model.base).key)) is not None
+        ]
+        return served + list(await asyncio.gather(*(t.describe() for t in created)))

@@ -3,6 +3,12 @@
 Glue between the pure translation functions and the engine adapter: resolve options, render the
 prompt, fit it into the context, then stream the engine's deltas as NDJSON lines built right
 here, where the tokens are made (no second JSON translation, no hop).
+
+Two ways to the engine:
+- plain requests (most of them) render the chat template and sample with our own settings:
+  the per-token path stays as short as it can be;
+- requests with tools, a thought, or images go through vLLM's chat layer
+  (`VllmEngine.render_openai_chat`), whose parsers split thoughts and tool calls from the text.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from vllama.engine.params import ChatPrompt, ContextLimits, SamplingSettings, TextPrompt
-from vllama.engine.types import TokenLogprob
+from vllama.engine.params import ChatPrompt, ContextLimits, FillInMiddle, SamplingSettings, TextPrompt
+from vllama.engine.types import EngineDelta, TokenLogprob
 from vllama.engine.vllm_engine import VllmEngine
 from vllama.errors import InvalidRequest
+from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
+from vllama.translate import chat as chat_translation
 from vllama.translate import prompts
 from vllama.translate.options import (
     context_limits,
@@ -37,110 +45,210 @@ class Prepared:
     prompt_token_ids: list[int]
     sampling: SamplingSettings
     request_id: str
+    #: Set when the request goes through vLLM's chat layer (tools, thinking, images).
+    chat: Any = None
 
 
 class OllamaInference:
-    def __init__(self, engine: VllmEngine, model: ResolvedModel) -> None:
+    def __init__(self, engine: VllmEngine, model: ResolvedModel, capabilities: list[str]) -> None:
         self.engine = engine
         self.model = model
+        self.capabilities = capabilities
         self.defaults = model_defaults(engine.generation_config, model.parameters)
 
-    async def prepare(self, kind: Kind, request: OllamaRequest) -> Prepared:
-        if problem := prompts.unsupported_features(request, self.model.name):
+    def _defaults(self, created: CreatedModel | None) -> dict[str, Any]:
+        if created is None or not created.parameters:
+            return self.defaults
+        return model_defaults(self.engine.generation_config, {**self.model.parameters, **created.parameters})
+
+    def _think(self, request: OllamaRequest) -> bool | str | None:
+        """The request's `think`, or the model's default; None for a model that does not think."""
+        if not self.engine.thinks:
+            return None
+        return request.think if request.think is not None else self.engine.chat_options.think_default
+
+    async def prepare(self, kind: Kind, request: OllamaRequest, created: CreatedModel | None = None) -> Prepared:
+        """Sampling settings and prompt token ids. `created`: the model the request named, when
+        it is one made by /api/create on this engine's model (its Modelfile parts apply)."""
+        template = (request.template if isinstance(request, GenerateRequest) else None) or (
+            created.template if created is not None else None
+        )
+        capabilities = self.capabilities
+        if template and prompts.template_uses(template, "Suffix"):  # the template does fill in the middle
+            capabilities = [*capabilities, "insert"]
+        if problem := prompts.unsupported_features(request, self.model.name, capabilities):
             raise InvalidRequest(problem)
+        defaults = self._defaults(created)
+        system = created.system if created is not None and created.system is not None else self.model.system
+        examples = created.messages if created is not None else ()
         sampling = dataclasses.replace(
-            options_to_sampling(request.options, self.defaults),
+            options_to_sampling(request.options, defaults),
             structured=structured_output(request.format),
             logprobs=logprobs_wanted(request.logprobs, request.top_logprobs),
         )
         limits = context_limits(
-            request.options, self.defaults, max_model_len=self.engine.max_model_len, truncate=request.truncate
+            request.options, defaults, max_model_len=self.engine.max_model_len, truncate=request.truncate
         )
-        if kind == "chat":
+        # An Ollama template renders the prompt itself: the model's default thought is not asked
+        # for, and what needs vLLM's chat layer (its own template) cannot be combined with it.
+        think = request.think if template else self._think(request)
+        if template and _needs_chat_layer(request, think):
+            raise InvalidRequest("a template cannot be combined with tools, think or images")
+        rendered = None
+        if kind == "chat" and template:
             assert isinstance(request, ChatRequest)
-            ids = await self._fit_chat(prompts.chat_prompt(request, self.model.system), limits)
+            messages = prompts.chat_prompt(request, system, examples).messages
+            tools = [t.model_dump() for t in request.tools] if request.tools else None
+            text = prompts.ollama_template(template, messages, tools=tools, think=request.think)
+            ids = await self._fit_text(TextPrompt(text), limits, None)
+        elif kind == "chat":
+            assert isinstance(request, ChatRequest)
+            prompt = prompts.chat_prompt(request, system, examples)
+            if _needs_chat_layer(request, think):
+                rendered = await self._fit_openai_chat(prompt, sampling, limits, request, think)
+                ids = rendered.prompt_token_ids
+            else:
+                ids = await self._fit_chat(prompt, limits, think)
         else:
             assert isinstance(request, GenerateRequest)
-            ids = await self._fit_text(prompts.generate_prompt(request, self.model.system), limits)
+            text_or_chat = prompts.generate_prompt(request, system, examples, template)
+            if isinstance(text_or_chat, ChatPrompt) and _needs_chat_layer(request, think):
+                if text_or_chat.context:
+                    raise InvalidRequest("context cannot be combined with think or images; send the conversation to /api/chat")
+                rendered = await self._fit_openai_chat(text_or_chat, sampling, limits, None, think)
+                ids = rendered.prompt_token_ids
+            else:
+                ids = await self._fit_text(text_or_chat, limits, think)
         room = limits.num_ctx - len(ids)
         max_tokens = room if sampling.max_tokens is None else min(sampling.max_tokens, room)
         if sampling.min_tokens > max_tokens:
             raise InvalidRequest("min_tokens does not fit in the context left after the prompt")
-        return Prepared(ids, dataclasses.replace(sampling, max_tokens=max_tokens), f"{kind}-{uuid.uuid4().hex}")
+        sampling = dataclasses.replace(sampling, max_tokens=max_tokens)
+        return Prepared(ids, sampling, f"{kind}-{uuid.uuid4().hex}", rendered)
 
-    async def _render(self, prompt: ChatPrompt | TextPrompt) -> list[int]:
+    async def _render(self, prompt: ChatPrompt | TextPrompt | FillInMiddle, think: bool | str | None) -> list[int]:
         if isinstance(prompt, TextPrompt):
-            return self.engine.encode(prompt.text)
-        return list(prompt.context) + await self.engine.render_chat(prompt.messages)
+            return list(prompt.context) + self.engine.encode(prompt.text)
+        if isinstance(prompt, FillInMiddle):
+            return self.engine.fill_in_middle(prompt.prefix, prompt.suffix)
+        messages = chat_translation.openai_messages(prompt.messages)
+        thinking = None if think is None else think is not False
+        return list(prompt.context) + await self.engine.render_chat(messages, think=thinking)
 
-    async def _fit_chat(self, prompt: ChatPrompt, limits: ContextLimits) -> list[int]:
+    async def _fit_chat(self, prompt: ChatPrompt, limits: ContextLimits, think: bool | str | None) -> list[int]:
         """Render; while the prompt leaves no room to answer, drop the oldest turn (Ollama's
         `truncate`, on by default), or fail if the client asked not to truncate."""
-        ids = await self._render(prompt)
+        ids = await self._render(prompt, think)
         while len(ids) >= limits.num_ctx:
-            fewer = prompts.drop_oldest_turn(prompt.messages) if limits.truncate else None
-            if fewer is None:
-                raise InvalidRequest(_too_long(len(ids), limits.num_ctx))
-            prompt = dataclasses.replace(prompt, messages=fewer)
-            ids = await self._render(prompt)
+            prompt = dataclasses.replace(prompt, messages=self._fewer(prompt.messages, len(ids), limits))
+            ids = await self._render(prompt, think)
         return ids
 
-    async def _fit_text(self, prompt: ChatPrompt | TextPrompt, limits: ContextLimits) -> list[int]:
-        ids = await self._render(prompt)
+    async def _fit_openai_chat(
+        self,
+        prompt: ChatPrompt,
+        sampling: SamplingSettings,
+        limits: ContextLimits,
+        request: ChatRequest | None,
+        think: bool | str | None,
+    ) -> Any:
+        """Render through vLLM's chat layer, dropping the oldest turns as `_fit_chat` does."""
+        tools = [t.model_dump() for t in request.tools] if request is not None and request.tools else None
+        choice = _tool_choice(request) if request is not None else None
+        messages = prompt.messages
+        while True:
+            body = chat_translation.chat_body(self.model.name, messages, sampling, tools=tools, choice=choice, think=think)
+            rendered = await self.engine.render_openai_chat(body)
+            if len(rendered.prompt_token_ids) < limits.num_ctx:
+                return rendered
+            messages = self._fewer(messages, len(rendered.prompt_token_ids), limits)
+
+    @staticmethod
+    def _fewer(messages: tuple[dict[str, Any], ...], prompt_tokens: int, limits: ContextLimits) -> tuple[dict[str, Any], ...]:
+        fewer = prompts.drop_oldest_turn(messages) if limits.truncate else None
+        if fewer is None:
+            raise InvalidRequest(_too_long(prompt_tokens, limits.num_ctx))
+        return fewer
+
+    async def _fit_text(
+        self, prompt: ChatPrompt | TextPrompt | FillInMiddle, limits: ContextLimits, think: bool | str | None
+    ) -> list[int]:
+        ids = await self._render(prompt, think)
         if len(ids) >= limits.num_ctx:
             if not limits.truncate:
                 raise InvalidRequest(_too_long(len(ids), limits.num_ctx))
             ids = ids[len(ids) - limits.num_ctx + 1 :]  # keep the most recent tokens
         return ids
 
+    def _generate(self, prepared: Prepared) -> AsyncIterator[EngineDelta]:
+        if prepared.chat is not None:
+            assert prepared.sampling.max_tokens is not None
+            return self.engine.generate_chat(prepared.chat, prepared.sampling.max_tokens, prepared.request_id)
+        return self.engine.generate(prepared.prompt_token_ids, prepared.sampling, prepared.request_id)
+
     async def stream(
-        self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str
+        self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str, created: CreatedModel | None = None
     ) -> AsyncIterator[bytes]:
         """NDJSON lines. Errors before the first line raise (the route gives them a status);
         closing the iterator aborts the engine request."""
-        prepared = await self.prepare(kind, request)
+        prepared = await self.prepare(kind, request, created)
         encoder = StreamEncoder(echo_name, kind)
         clock = RequestClock(arrival_ns=arrival_ns, submitted_ns=time.monotonic_ns())
         first = last = eval_tokens = 0
         output_ids: list[int] = []
-        async for delta in self.engine.generate(prepared.prompt_token_ids, prepared.sampling, prepared.request_id):
+        calls = chat_translation.ToolCallCollector()
+        async for delta in self._generate(prepared):
             last = time.monotonic_ns()
             first = first or last
             eval_tokens += len(delta.token_ids)
             if kind == "generate":
                 output_ids.extend(delta.token_ids)
-            if delta.text or delta.logprobs:
-                yield encoder.chunk(delta.text, delta.logprobs)
+            done_calls = calls.add(delta.tool_calls) if delta.tool_calls else []
+            if delta.text or delta.logprobs or delta.thinking or done_calls:
+                yield encoder.chunk(delta.text, delta.logprobs, delta.thinking, done_calls)
             if delta.finish_reason is not None:
+                if rest := calls.finish():  # Ollama sends each call whole, in a chunk of its own
+                    yield encoder.chunk("", (), "", rest)
                 values = metrics(
                     clock, prompt_tokens=len(prepared.prompt_token_ids), eval_tokens=eval_tokens,
                     timings=delta.timings, first_token_ns=first, last_token_ns=last,
                 )
                 yield encoder.final(delta.finish_reason, values, self._context(kind, request, prepared, output_ids))
 
-    async def complete(self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str) -> dict[str, Any]:
+    async def complete(
+        self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str, created: CreatedModel | None = None
+    ) -> dict[str, Any]:
         """The whole answer as one object (`stream: false`)."""
-        prepared = await self.prepare(kind, request)
+        prepared = await self.prepare(kind, request, created)
         clock = RequestClock(arrival_ns=arrival_ns, submitted_ns=time.monotonic_ns())
         first = last = 0
         texts: list[str] = []
+        thoughts: list[str] = []
         output_ids: list[int] = []
         logprobs: list[TokenLogprob] = []
+        calls = chat_translation.ToolCallCollector()
+        tool_calls: list[dict[str, Any]] = []
         finish_reason, timings = "stop", None
-        async for delta in self.engine.generate(prepared.prompt_token_ids, prepared.sampling, prepared.request_id):
+        async for delta in self._generate(prepared):
             last = time.monotonic_ns()
             first = first or last
             texts.append(delta.text)
+            thoughts.append(delta.thinking)
             output_ids.extend(delta.token_ids)
             logprobs.extend(delta.logprobs)
+            tool_calls += calls.add(delta.tool_calls) if delta.tool_calls else []
             if delta.finish_reason is not None:
                 finish_reason, timings = delta.finish_reason, delta.timings
+        tool_calls += calls.finish()
         values = metrics(
             clock, prompt_tokens=len(prepared.prompt_token_ids), eval_tokens=len(output_ids),
             timings=timings, first_token_ns=first, last_token_ns=last,
         )
         context = self._context(kind, request, prepared, output_ids)
-        return final_object(kind, echo_name, "".join(texts), finish_reason, values, context, logprobs)
+        return final_object(
+            kind, echo_name, "".join(texts), finish_reason, values, context, logprobs,
+            thinking="".join(thoughts), tool_calls=tool_calls or None,
+        )
 
     @staticmethod
     def _context(kind: Kind, request: OllamaRequest, prepared: Prepared, output_ids: list[int]) -> list[int] | None:
@@ -149,6 +257,23 @@ class OllamaInference:
         if kind != "generate" or getattr(request, "raw", False):
             return None
         return prepared.prompt_token_ids + output_ids
+
+
+def _needs_chat_layer(request: OllamaRequest, think: bool | str | None) -> bool:
+    """Tools, a thought or images: what vLLM's chat layer handles and our plain path does not."""
+    if think not in (None, False):
+        return True
+    if isinstance(request, ChatRequest):
+        tools = bool(request.tools) and _tool_choice(request) != "none"
+        return tools or any(m.images for m in request.messages or ())
+    return bool(request.images)
+
+
+def _tool_choice(request: ChatRequest) -> Any:
+    """vllama's `tool_choice` extension: top-level (as OpenAI's) or in `options`."""
+    if request.tool_choice is not None:
+        return request.tool_choice
+    return request.options.tool_choice if request.options is not None else None
 
 
 def _too_long(prompt_tokens: int, num_ctx: int) -> str:

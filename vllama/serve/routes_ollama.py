@@ -11,9 +11,23 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from vllama.errors import InvalidRequest, ModelNotFound
-from vllama.ollama_api.schema import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest, ShowRequest
+from vllama.errors import InvalidRequest, ModelNotFound, VllamaError
+from vllama.models.blobs import BlobStore
+from vllama.models.manage import ModelManager
+from vllama.models.pull import HuggingFaceHub, pull as pull_weights
+from vllama.ollama_api.schema import (
+    ChatRequest,
+    CopyRequest,
+    CreateRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
+    GenerateRequest,
+    ModelRequest,
+    PullRequest,
+    ShowRequest,
+)
 from vllama.serve.directory import ModelDirectory
+from vllama.serve.progress import last_status, lines, thread_progress
 from vllama.serve.responses import NDJSON, json_response, ollama_error_line, stream_response, until_disconnect
 from vllama.translate import models as model_objects
 from vllama.translate.prompts import is_load_request
@@ -30,6 +44,14 @@ M = TypeVar("M", bound=BaseModel)
 
 def directory(request: Request) -> ModelDirectory:
     return request.app.state.directory
+
+
+def manager(request: Request) -> ModelManager:
+    return request.app.state.manager
+
+
+def blobs(request: Request) -> BlobStore:
+    return request.app.state.blobs
 
 
 async def parse(request: Request, schema: type[M]) -> tuple[bytes, M]:
@@ -129,3 +151,66 @@ async def _embedding(request: Request, kind: str, schema: type[EmbedRequest] | t
         raise ModelNotFound(f'model "{name}" not found, try pulling it first') from None
     assert name is not None
     return json_response(await until_disconnect(request, target.once("ollama", kind, body, parsed, arrival_ns, name)))
+
+
+# --- model management -----------------------------------------------------------------------
+
+
+@router.post("/api/create")
+async def create(request: Request) -> Response:
+    _, parsed = await parse(request, CreateRequest)
+    statuses = manager(request).create(parsed)  # all checks and the write happen here, before any byte
+    if parsed.streaming:
+        return await stream_response(lines(statuses), NDJSON, ollama_error_line)
+    return json_response(statuses[-1])
+
+
+@router.post("/api/copy")
+async def copy(request: Request) -> Response:
+    _, parsed = await parse(request, CopyRequest)
+    manager(request).copy(parsed.source, parsed.destination)
+    return Response(status_code=200)
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> Response:
+    _, parsed = await parse(request, ModelRequest)
+    manager(request).delete(parsed.model_name)
+    return Response(status_code=200)
+
+
+@router.post("/api/pull")
+async def pull(request: Request) -> Response:
+    _, parsed = await parse(request, PullRequest)
+    name = parsed.model_name
+    if not name:
+        raise InvalidRequest("model is required")
+    if manager(request).find(name) is not None:  # served or created: nothing to download
+        statuses = thread_progress(lambda emit: [emit({"status": "pulling manifest"}), emit({"status": "success"})])
+    else:
+        home = request.app.state.home
+        statuses = thread_progress(lambda emit: pull_weights(name, home=home, hub=HuggingFaceHub(), emit=emit))
+    if parsed.streaming:
+        return await stream_response(lines(statuses), NDJSON, ollama_error_line)
+    return json_response(await until_disconnect(request, last_status(statuses)))
+
+
+@router.post("/api/push")
+async def push(request: Request) -> Response:
+    await parse(request, PullRequest)
+    raise VllamaError(
+        "push is not supported: vllama serves models from Hugging Face repositories and local directories, "
+        "and has no registry to push to",
+        status_code=501,
+    )
+
+
+@router.head("/api/blobs/{digest}")
+async def blob_exists(request: Request, digest: str) -> Response:
+    return Response(status_code=200 if blobs(request).exists(digest) else 404)
+
+
+@router.post("/api/blobs/{digest}")
+async def blob_upload(request: Request, digest: str) -> Response:
+    created = await blobs(request).write(digest, request.stream())
+    return Response(status_code=201 if created else 200)

@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from typing import Any
 
 APP_NAME = "vllama"

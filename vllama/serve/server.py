@@ -19,9 +19,10 @@ from typing import Any
 
 from ray import serve
 
-from vllama.engine.vllm_engine import VllmEngine
+from vllama.engine.vllm_engine import ChatOptions, VllmEngine
 from vllama.models.describe import ModelDescription, describe
 from vllama.models.names import ModelName
+from vllama.models.registry import CreatedModel, Registry
 from vllama.models.resolve import ResolvedModel
 from vllama.serve.directory import ModelDirectory
 from vllama.serve.http import build_http_app
@@ -34,6 +35,8 @@ logger = logging.getLogger("vllama")
 class ServerSettings:
     accelerator: str
     forward_batch_interval_ms: float
+    #: vllama's home directory (created models, blobs, pulled weights), as the driver sees it.
+    home: str
 
 
 class ModelServer:
@@ -42,7 +45,8 @@ class ModelServer:
     async def __init__(self, model: ResolvedModel, peers: dict[str, Any], settings: ServerSettings) -> None:
         self._settings = settings
         source = model.local_source()
-        self._engine = await VllmEngine.start(model.name, source, model.engine_kwargs)
+        chat = ChatOptions(tool_parser=model.tool_parser, think_default=model.think_default)
+        self._engine = await VllmEngine.start(model.name, source, model.engine_kwargs, chat)
         description = describe(
             model,
             local_dir=_local_dir(source),
@@ -51,10 +55,11 @@ class ModelServer:
             chat_template=self._engine.chat_template,
             on_gpu=settings.accelerator == "gpu",
             embedding=self._engine.is_embedding,
+            features=engine_features(self._engine),
         )
         self._local = LocalModel(self._engine, model, description)
         remotes = {ModelName.parse(name).key: RemoteModel(name, handle) for name, handle in peers.items()}
-        self._directory = ModelDirectory({model.key: self._local, **remotes})
+        self._directory = ModelDirectory({model.key: self._local, **remotes}, Registry(settings.home))
 
     async def check_health(self) -> None:
         await self._engine.check_health()
@@ -67,14 +72,18 @@ class ModelServer:
 
     # --- called by the ingress replica for requests naming this model ------------------------
 
-    async def forward_stream(self, api: Api, kind: str, body: bytes, elapsed_ns: int, echo: str) -> AsyncIterator[list[bytes]]:
+    async def forward_stream(
+        self, api: Api, kind: str, body: bytes, elapsed_ns: int, echo: str, created: CreatedModel | None = None
+    ) -> AsyncIterator[list[bytes]]:
         arrival_ns = time.monotonic_ns() - elapsed_ns
-        chunks = self._local.stream(api, kind, body, None, arrival_ns, echo)
+        chunks = self._local.stream(api, kind, body, None, arrival_ns, echo, created)
         async for batch in batched(chunks, self._settings.forward_batch_interval_ms / 1000):
             yield batch
 
-    async def forward_once(self, api: Api, kind: str, body: bytes, elapsed_ns: int, echo: str) -> bytes:
-        return await self._local.once(api, kind, body, None, time.monotonic_ns() - elapsed_ns, echo)
+    async def forward_once(
+        self, api: Api, kind: str, body: bytes, elapsed_ns: int, echo: str, created: CreatedModel | None = None
+    ) -> bytes:
+        return await self._local.once(api, kind, body, None, time.monotonic_ns() - elapsed_ns, echo, created)
 
     async def describe(self) -> ModelDescription:
         return await self._local.describe()
@@ -91,7 +100,14 @@ class IngressModelServer(ModelServer):
         await super().__init__(model, peers, settings)
 
     async def __serve_build_asgi_app__(self) -> Any:
-        return build_http_app(self._directory)
+        return build_http_app(self._directory, Path(self._settings.home))
+
+
+def engine_features(engine: VllmEngine) -> list[str]:
+    """What `capabilities` in /api/show lists beside completion, from what the engine can do."""
+    flags = {"tools": engine.tools, "insert": engine.fim_tokens is not None,
+             "vision": engine.is_multimodal, "thinking": engine.thinks}
+    return [name for name, present in flags.items() if present]
 
 
 def _local_dir(source: str) -> Path | None:

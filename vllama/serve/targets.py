@@ -9,6 +9,7 @@ already-encoded NDJSON/SSE chunks, the first one at once (see `batched`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol
@@ -17,11 +18,14 @@ import orjson
 
 from vllama.engine.vllm_engine import VllmEngine
 from vllama.errors import InvalidRequest, VllamaError
-from vllama.models.describe import ModelDescription
+from vllama.models.describe import ModelDescription, created_description
+from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel
 from vllama.ollama_api.schema import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
 from vllama.serve.embeddings import OllamaEmbedding
 from vllama.serve.inference import OllamaInference
+from vllama.translate import gotemplate
+from vllama.translate.created import openai_body
 from vllama.translate.responses import Kind
 
 Api = Literal["ollama", "openai"]
@@ -31,11 +35,20 @@ EMBEDDING_KINDS = frozenset({"embed", "embeddings", "embedding"})
 
 
 class ModelTarget(Protocol):
+    """Where requests for one model name run. `created`: set when the name is a model made by
+    /api/create on top of this target's model (its Modelfile parts then apply)."""
+
     name: str
 
-    def stream(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> AsyncIterator[bytes]: ...
+    def stream(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> AsyncIterator[bytes]: ...
 
-    async def once(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> bytes: ...
+    async def once(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> bytes: ...
 
     async def describe(self) -> ModelDescription: ...
 
@@ -48,7 +61,7 @@ class LocalModel:
     def __init__(self, engine: VllmEngine, model: ResolvedModel, description: ModelDescription) -> None:
         self.name = model.name
         self.engine = engine
-        self.inference = OllamaInference(engine, model)
+        self.inference = OllamaInference(engine, model, description.capabilities)
         self.embedding = OllamaEmbedding(engine)
         self.description = description
 
@@ -60,20 +73,30 @@ class LocalModel:
         if self.engine.is_embedding != (kind in EMBEDDING_KINDS):
             raise InvalidRequest(f'"{echo}" does not support {"embeddings" if kind in EMBEDDING_KINDS else kind}')
 
-    async def stream(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> AsyncIterator[bytes]:
+    async def stream(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> AsyncIterator[bytes]:
         self._check_supports(kind, echo)
         if api == "ollama":
             request = self._ollama_request(kind, body, parsed)
-            async for chunk in self.inference.stream(_kind(kind), request, arrival_ns, echo):
+            async for chunk in self.inference.stream(_kind(kind), request, arrival_ns, echo, created):
                 yield chunk
             return
-        result = await self.engine.openai.create(kind, body)
+        result = await self.engine.openai.create(kind, self._openai_body(body, kind, created))
         async for sse in result:
             yield sse.encode()
 
-    async def once(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> bytes:
+    def _openai_body(self, body: bytes, kind: str, created: CreatedModel | None) -> bytes:
+        return body if created is None else openai_body(body, created, kind, self.description.system)
+
+    async def once(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> bytes:
         self._check_supports(kind, echo)
         if api == "openai":
+            body = self._openai_body(body, kind, created)
             if kind == "embedding":
                 return await self.engine.openai.embed(body)
             result = await self.engine.openai.create(kind, body)
@@ -85,7 +108,7 @@ class LocalModel:
             legacy = parsed if parsed is not None else EmbeddingsRequest.model_validate_json(body)
             return orjson.dumps(await self.embedding.embeddings(legacy))
         request = self._ollama_request(kind, body, parsed)
-        return orjson.dumps(await self.inference.complete(_kind(kind), request, arrival_ns, echo))
+        return orjson.dumps(await self.inference.complete(_kind(kind), request, arrival_ns, echo, created))
 
     async def describe(self) -> ModelDescription:
         return self.description
@@ -116,9 +139,12 @@ class RemoteModel:
         self._unary = handle.options(_by_reference=False)
         self._description: ModelDescription | None = None
 
-    async def stream(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> AsyncIterator[bytes]:
+    async def stream(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> AsyncIterator[bytes]:
         elapsed = time.monotonic_ns() - arrival_ns
-        response = self._streaming.forward_stream.remote(api, kind, body, elapsed, echo)
+        response = self._streaming.forward_stream.remote(api, kind, body, elapsed, echo, created)
         finished = False
         try:
             async for batch in response:
@@ -131,9 +157,12 @@ class RemoteModel:
             if not finished:
                 response.cancel()  # the client went away: stop the engine request over there too
 
-    async def once(self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str) -> bytes:
+    async def once(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> bytes:
         elapsed = time.monotonic_ns() - arrival_ns
-        response = self._unary.forward_once.remote(api, kind, body, elapsed, echo)
+        response = self._unary.forward_once.remote(api, kind, body, elapsed, echo, created)
         try:
             return await response
         except asyncio.CancelledError:
@@ -149,6 +178,38 @@ class RemoteModel:
 
     async def status(self) -> dict[str, Any]:
         return await self._unary.status.remote()
+
+
+class CreatedTarget:
+    """A model made by /api/create: requests run on its base model's target, carrying its
+    definition along (also over the Ray hop, to wherever the base model's engine is)."""
+
+    def __init__(self, base: ModelTarget, created: CreatedModel) -> None:
+        self.name = created.name
+        self.base = base
+        self.created = created
+
+    def stream(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> AsyncIterator[bytes]:
+        return self.base.stream(api, kind, body, parsed, arrival_ns, echo, self.created)
+
+    async def once(
+        self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
+        created: CreatedModel | None = None,
+    ) -> bytes:
+        return await self.base.once(api, kind, body, parsed, arrival_ns, echo, self.created)
+
+    async def describe(self) -> ModelDescription:
+        description = created_description(await self.base.describe(), self.created)
+        template = self.created.template
+        if template and "insert" not in description.capabilities and gotemplate.uses(template, "Suffix"):
+            description = dataclasses.replace(description, capabilities=[*description.capabilities, "insert"])
+        return description
+
+    async def status(self) -> dict[str, Any]:
+        return await self.base.status()
 
 
 def _unwrap(exc: Exception) -> Exception:

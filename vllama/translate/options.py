@@ -103,7 +103,16 @@ def options_to_sampling(options: Options | None, defaults: Mapping[str, Any]) ->
         max_tokens=max_tokens,
         min_tokens=min_tokens,
         ignore_eos=bool(value("ignore_eos")),
+        thinking_token_budget=_budget(value("thinking_token_budget")),
     )
+
+
+def _budget(value: Any) -> int | None:
+    if value is None:
+        return None
+    if value < 0:
+        raise InvalidRequest("option thinking_token_budget must not be negative")
+    return int(value)
 
 
 def context_limits(

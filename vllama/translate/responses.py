@@ -113,7 +113,20 @@ class StreamEncoder:
         self._kind = kind
         self._head = b'{"model":' + orjson.dumps(model) + b',"created_at":"'
 
-    def chunk(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> bytes:
+    def chunk(
+        self,
+        text: str,
+        logprobs: tuple[TokenLogprob, ...] = (),
+        thinking: str = "",
+        tool_calls: list[dict[str, Any]] | None = None,
+    ) -> bytes:
+        if thinking or tool_calls:  # not the per-token path of a plain answer: build the object
+            obj: dict[str, Any] = {"model": self._model, "created_at": created_at()}
+            obj.update(_answer(self._kind, text, thinking, tool_calls))
+            obj["done"] = False
+            if logprobs:
+                obj["logprobs"] = logprob_objects(logprobs)
+            return orjson.dumps(obj) + b"\n"
         tail = b',"done":false}\n' if not logprobs else b',"done":false,"logprobs":' + orjson.dumps(logprob_objects(logprobs)) + b"}\n"
         if self._kind == "generate":
             body = b'","response":' + orjson.dumps(text) + tail
@@ -128,6 +141,22 @@ class StreamEncoder:
         return orjson.dumps({"error": message}) + b"\n"
 
 
+def _answer(kind: Kind, text: str, thinking: str = "", tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The answer's fields: `response` (generate) or `message` (chat), with the thought and the
+    tool calls when there are any (Go's omitempty)."""
+    if kind == "generate":
+        fields: dict[str, Any] = {"response": text}
+        if thinking:
+            fields["thinking"] = thinking
+        return fields
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if thinking:
+        message["thinking"] = thinking
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"message": message}
+
+
 def final_object(
     kind: Kind,
     model: str,
@@ -136,13 +165,12 @@ def final_object(
     metric_values: dict[str, int],
     context: list[int] | None = None,
     logprobs: list[TokenLogprob] | None = None,
+    thinking: str = "",
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The last object of a stream (`text` empty), or the whole answer with `stream: false`."""
     obj: dict[str, Any] = {"model": model, "created_at": created_at()}
-    if kind == "generate":
-        obj["response"] = text
-    else:
-        obj["message"] = {"role": "assistant", "content": text}
+    obj.update(_answer(kind, text, thinking, tool_calls))
     obj["done"] = True
     obj["done_reason"] = done_reason
     obj.update(metric_values)
