@@ -106,7 +106,9 @@ def stop(proc: subprocess.Popen[bytes], workdir: Path) -> None:
     time.sleep(3)  # let the engine's memory and ports go
 
 
-def servers(model_dir: Path, large_dir: Path, gguf: Path | None, llamacpp_python: Path | None) -> list[Server]:
+def servers(
+    model_dir: Path, large_dir: Path, gguf: Path | None, llamacpp_python: Path | None, vllama_flags: list[str]
+) -> list[Server]:
     engine_flags = ["--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.25",
                     "--no-enable-prefix-caching"]
     vllm = [PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", "{port}"]
@@ -115,7 +117,7 @@ def servers(model_dir: Path, large_dir: Path, gguf: Path | None, llamacpp_python
     ray_llm_name = MODEL.split(":")[0]
     ray_llm = [PYTHON, str(ROOT / "bench" / "ray_serve_llm_app.py"), "--name", ray_llm_name, "--port", "{port}",
                "--engine-kwargs", json.dumps(ENGINE)]
-    vllama = [PYTHON, "-m", "vllama", "serve", "--port", "{port}", "--dashboard-port", "0", *engine_flags]
+    vllama = [PYTHON, "-m", "vllama", "serve", "--port", "{port}", "--dashboard-port", "0", *engine_flags, *vllama_flags]
     listing = [
         Server("vllm", "vLLM's own OpenAI server", "openai", MODEL,
                [*vllm, "--model", str(model_dir), "--served-model-name", MODEL, *engine_flags], model_dir=model_dir),
@@ -206,6 +208,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work")
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "perf")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    parser.add_argument("--vllama-flags", default="", help="more `vllama serve` flags, to measure a setting (--no-access-log)")
     args = parser.parse_args()
 
     from vllama.models.resolve import RANDOM_VARIANTS, cache_dir
@@ -223,7 +226,7 @@ def main() -> None:
         llamacpp_python = llamacpp.ensure_server(args.work)
         gguf = llamacpp.convert(model_dir, args.work)
     levels = [int(c) for c in args.concurrency.split(",")]
-    by_key = {s.key: s for s in servers(model_dir, large_dir, gguf, llamacpp_python)}
+    by_key = {s.key: s for s in servers(model_dir, large_dir, gguf, llamacpp_python, args.vllama_flags.split())}
 
     # vLLM compiles the model on its first start and caches it; start it once untimed so that no
     # server's start-up time includes a compilation the others skip.

