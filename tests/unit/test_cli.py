@@ -321,3 +321,10 @@ def test_serve_valid_config_reaches_run_foreground(monkeypatch: pytest.MonkeyPat
         "max_model_len": 1024,
         "deployment": {"max_constructor_retry_count": 1},
     }
+
+
+def test_access_log_flag() -> None:
+    assert "access_log" not in build()  # Serve's default
+    args = build(access_log=False)
+    assert args["access_log"] is False
+    assert ServingConfig.model_validate(args).access_log is False

@@ -154,3 +154,17 @@ def test_options_are_accepted_by_serve() -> None:
 
     configured = Dummy.options(**result)
     assert configured.name == result["name"]
+
+
+def test_access_log_off_is_serve_logging_config() -> None:
+    from ray import serve
+
+    assert "logging_config" not in options()  # Serve's default: an access log line per request
+    quiet = deployment_options(model(), DeploymentSettings(), "cpu", access_log=False)
+    assert quiet["logging_config"] == {"enable_access_log": False}
+
+    @serve.deployment
+    class Dummy:
+        pass
+
+    assert Dummy.options(**quiet).logging_config["enable_access_log"] is False

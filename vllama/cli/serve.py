@@ -83,9 +83,8 @@ def serve(
             engine_args=engine_arg or [],
             accelerator=accelerator,
             num_replicas=num_replicas,
+            access_log=access_log,
         )
-        if access_log is not None:
-            args["access_log"] = access_log
         ServingConfig.model_validate(args)
     except (ValidationError, VllamaError, ValueError) as exc:
         typer.echo(f"vllama: invalid configuration: {exc}", err=True)
@@ -104,6 +103,7 @@ def build_config(
     engine_args: list[str],
     accelerator: str,
     num_replicas: int | None,
+    access_log: bool | None = None,
 ) -> dict[str, Any]:
     """The `build_app` args for these flags. Pure: unit-tested without Ray or vLLM."""
     from vllama.models.resolve import DEFAULT_MODEL
@@ -126,6 +126,8 @@ def build_config(
         entry.setdefault("deployment", {}).setdefault("max_constructor_retry_count", 1)
     if accelerator != "auto":
         args["accelerator"] = accelerator
+    if access_log is not None:
+        args["access_log"] = access_log
     return args
 
 
