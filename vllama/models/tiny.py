@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 #: ChatML with Qwen's tool calling (as Qwen2.5's template renders tools, calls and results) and
 #: an opt-in thinking block (as Qwen3's thinking models do). Without tools and without
@@ -175,41 +176,53 @@ def _write_weights(directory: Path, spec: TinyModelSpec) -> None:
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
-    eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_kv_heads,
-        max_position_embeddings=spec.max_position_embeddings,
-        initializer_range=spec.initializer_range,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=eos_ids,
-        pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
-    )
-    if spec.text_tokens_only:
-        config.tie_word_embeddings = False
+    config = Qwen2Config(**text_config_fields(spec, tokenizer))
     torch.manual_seed(spec.seed)
     model = Qwen2ForCausalLM(config).to(torch.float32).eval()
     if spec.text_tokens_only:
-        # The same output weights as the tied model, except that tokens which are not text alone
-        # get a zero row: a logit of 0 against the best of ~340 random ones, so greedy decoding
-        # never picks them (sampling rarely does).
-        not_text = [i for i in range(len(tokenizer)) if _not_text(tokenizer.decode([i], skip_special_tokens=True))]
-        # Nor to markup: the model never opens a tool call or a thought by itself, so a plain chat
-        # stays plain text; a constraint (a forced tool call, a thinking budget) still can.
-        not_text += tokenizer.convert_tokens_to_ids(list(MARKUP_TOKENS))
-        with torch.no_grad():
-            model.lm_head.weight.copy_(model.model.embed_tokens.weight)
-            model.lm_head.weight[not_text] = 0
+        silence_non_text(model, tokenizer)
     model.save_pretrained(directory, safe_serialization=True)
     # No sampling defaults here: vLLM would apply them to every request, and Ollama's own
     # defaults are what a client of ours expects.
-    GenerationConfig(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id).save_pretrained(directory)
+    GenerationConfig(eos_token_id=eos_ids(tokenizer), pad_token_id=tokenizer.pad_token_id).save_pretrained(directory)
+
+
+def eos_ids(tokenizer: Any) -> list[int]:
+    return [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+
+
+def text_config_fields(spec: TinyModelSpec, tokenizer: Any) -> dict[str, Any]:
+    """The text model's config (Qwen2's or Llama's: the same field names)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "initializer_range": spec.initializer_range,
+        "tie_word_embeddings": not spec.text_tokens_only,
+        "bos_token_id": None,
+        "eos_token_id": eos_ids(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "dtype": "float32",
+    }
+
+
+def silence_non_text(model: Any, tokenizer: Any) -> None:
+    """The same output weights as the tied model, except that tokens which are not text alone
+    get a zero row: a logit of 0 against the best of ~340 random ones, so greedy decoding never
+    picks them (sampling rarely does). Markup too: the model never opens a tool call or a thought
+    by itself, so a plain chat stays plain text; a constraint (a forced tool call, a thinking
+    budget) still can."""
+    import torch
+
+    silent = [i for i in range(len(tokenizer)) if _not_text(tokenizer.decode([i], skip_special_tokens=True))]
+    silent += tokenizer.convert_tokens_to_ids(list(MARKUP_TOKENS))
+    with torch.no_grad():
+        model.lm_head.weight.copy_(model.get_input_embeddings().weight)
+        model.lm_head.weight[silent] = 0
 
 
 def _not_text(decoded: str) -> bool:

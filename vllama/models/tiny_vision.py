@@ -24,7 +24,15 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vllama.models.tiny import MAKER_REVISION, MARKUP_TOKENS, TinyModelSpec, _not_text, _write_tokenizer, build_once
+from vllama.models.tiny import (
+    MAKER_REVISION,
+    TinyModelSpec,
+    _write_tokenizer,
+    build_once,
+    eos_ids,
+    silence_non_text,
+    text_config_fields,
+)
 
 IMAGE_TOKEN = "<image>"
 #: The tokens Idefics3's processor wraps each image with (and its end-of-turn token, which the
@@ -128,22 +136,7 @@ def _write_weights(directory: Path, spec: TinyVisionModelSpec) -> None:
 
     text = spec.text
     tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
-    eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-    text_config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=text.hidden_size,
-        intermediate_size=text.intermediate_size,
-        num_hidden_layers=text.num_layers,
-        num_attention_heads=text.num_heads,
-        num_key_value_heads=text.num_kv_heads,
-        max_position_embeddings=text.max_position_embeddings,
-        initializer_range=text.initializer_range,
-        tie_word_embeddings=not text.text_tokens_only,
-        bos_token_id=None,
-        eos_token_id=eos_ids,
-        pad_token_id=tokenizer.pad_token_id,
-        dtype="float32",
-    )
+    text_config = LlamaConfig(**text_config_fields(text, tokenizer))
     vision_config = Idefics3VisionConfig(
         hidden_size=spec.vision_hidden_size,
         intermediate_size=spec.vision_intermediate_size,
@@ -164,13 +157,7 @@ def _write_weights(directory: Path, spec: TinyVisionModelSpec) -> None:
     )
     torch.manual_seed(text.seed)
     model = Idefics3ForConditionalGeneration(config).to(torch.float32).eval()
-    if text.text_tokens_only:
-        # As in tiny.py: the output weights of a tied model, with a zero row for every token that
-        # is not text on its own (special tokens, the image tokens, stray UTF-8 bytes).
-        not_text = [i for i in range(len(tokenizer)) if _not_text(tokenizer.decode([i], skip_special_tokens=True))]
-        not_text += tokenizer.convert_tokens_to_ids(list(MARKUP_TOKENS))  # as tiny.py: no stray markup
-        with torch.no_grad():
-            model.lm_head.weight.copy_(model.get_input_embeddings().weight)
-            model.lm_head.weight[not_text] = 0
+    if text.text_tokens_only:  # as tiny.py (the image tokens are special: silenced too)
+        silence_non_text(model, tokenizer)
     model.save_pretrained(directory, safe_serialization=True)
-    GenerationConfig(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id).save_pretrained(directory)
+    GenerationConfig(eos_token_id=eos_ids(tokenizer), pad_token_id=tokenizer.pad_token_id).save_pretrained(directory)
