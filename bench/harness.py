@@ -67,7 +67,11 @@ class Server:
         log = (workdir / f"{self.key}.log").open("wb")
         command = [part.replace("{port}", str(port)) for part in self.command]
         started = time.monotonic()
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        # A process group of its own, to stop all of it, but the load generator's session: Linux
+        # divides CPU time between sessions (autogroup), and with each server in a session of
+        # its own, vLLM's own server and vllama alike often delivered a whole stream at once,
+        # the client having had no CPU while the engine ran (docs/PERFORMANCE.md).
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, process_group=0)
         deadline = started + 900
         while time.monotonic() < deadline:
             if proc.poll() is not None:

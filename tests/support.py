@@ -60,8 +60,12 @@ class ServerProcess:
         env.pop("RAY_ADDRESS", None)
         (self.workdir / "ray").mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
+        # Its own process group (so that stop() can kill all of it), but this session: Linux
+        # shares CPU time between sessions ("autogroup"), and a server in a session of its own
+        # left this process, the client, without the CPU for up to seconds while the engine ran
+        # (docs/PERFORMANCE.md, "The client's share of the CPU").
         self.proc = subprocess.Popen(
-            self.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.workdir
+            self.command, stdout=log, stderr=subprocess.STDOUT, env=env, process_group=0, cwd=self.workdir
         )
 
     def log_tail(self, lines: int = 60) -> str:
