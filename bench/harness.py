@@ -2,7 +2,7 @@
 one after the other in one run, and docs/PERFORMANCE.md written from the results.
 
     .venv/bin/python bench/harness.py                      # everything (about 35 minutes on 2 cores)
-    .venv/bin/python bench/harness.py --servers vllm,vllama --repeat 1 --iterations 60   # a quick look
+    .venv/bin/python bench/harness.py --servers vllm,vllama --starts 1 --iterations 60   # a quick look
 
 Servers (see SERVERS below): vLLM's own OpenAI server; Ray Serve LLM's `build_openai_app` with
 its defaults and at its best settings; vllama (Ollama API), alone and with a second model in the
@@ -10,7 +10,9 @@ same application; llama.cpp serving one request at a time, as Ollama does by def
 and vllama again on a larger random model, where the engine rather than the serving path
 dominates. Each server is started, timed until it answers, measured with `vllama bench`'s load
 generator (warm-up excluded, a sliding window of C requests, exact output lengths), and stopped
-before the next one starts: they never share the machine.
+before the next one starts: they never share the machine. The list is gone through --starts
+times, so that each figure is the median over several starts of each server, spread over the
+run, rather than of runs against one start.
 """
 
 from __future__ import annotations
@@ -160,29 +162,40 @@ def free_port() -> int:
 
 
 def measure(server: Server, levels: list[int], iterations: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """One start of one server: ready time, then `args.repeat` runs of each concurrency level."""
     import asyncio
 
     port = free_port()
     print(f"== {server.label}: starting", flush=True)
     proc, startup_s = server.start(port, workdir)
     print(f"   ready in {startup_s:.1f} s", flush=True)
-    points = []
+    runs: dict[int, list[dict[str, Any]]] = {}
     try:
         for c in levels:
-            repeats = []
+            runs[c] = []
             for attempt in range(args.repeat):
                 spec = LoadSpec(base_url=f"http://127.0.0.1:{port}", api=server.api, model=server.model,
                                 requests=iterations, concurrency=c, output_tokens=args.output_tokens,
                                 input_words=args.input_words, seed=attempt)
-                repeats.append(summarize(asyncio.run(run_load(spec))))
-            point = median_run(repeats)
-            points.append({"concurrency": c, "summary": point, "repeats": repeats})
-            print(f"   C={c:<3} {point['requests_per_s']:7.2f} req/s  TTFT p50 {point['ttft_ms']['p50']:7.1f} ms  "
-                  f"failed {point['failed']}", flush=True)
+                runs[c].append(summarize(asyncio.run(run_load(spec))))
+            print(f"   C={c:<3} req/s " + ", ".join(f"{r['requests_per_s']:.2f}" for r in runs[c])
+                  + f"  failed {sum(r['failed'] for r in runs[c])}", flush=True)
     finally:
         stop(proc, workdir)
-    return {"name": server.key, "label": server.label, "url": f"http://127.0.0.1:{port}", "api": server.api,
-            "model": server.model, "startup_s": startup_s, "points": points}
+    return {"startup_s": startup_s, "runs": runs}
+
+
+def combine(server: Server, starts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every start's runs of a level together, the point their median run (a start's own
+    conditions, such as where the kernel put the engine's processes, vary as much as runs do)."""
+    points = []
+    for c in starts[0]["runs"]:
+        repeats = [run for start in starts for run in start["runs"][c]]
+        points.append({"concurrency": c, "summary": median_run(repeats), "repeats": repeats})
+    startup = sorted(start["startup_s"] for start in starts)[len(starts) // 2]
+    return {"name": server.key, "label": server.label, "url": "http://127.0.0.1", "api": server.api,
+            "model": server.model, "startup_s": startup, "startups_s": [s["startup_s"] for s in starts],
+            "points": points}
 
 
 def versions() -> dict[str, str]:
@@ -206,7 +219,10 @@ def main() -> None:
     # at C=1 would take most of the run's time on 2 cores.
     parser.add_argument("--large-concurrency", default="32")
     parser.add_argument("--large-iterations", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=3)
+    # Each server is started --starts times, in rounds (every server once, then again), and run
+    # --repeat times per start at each level: a point is the median of all of those runs.
+    parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--output-tokens", type=int, default=50)
     parser.add_argument("--input-words", type=int, default=32)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work")
@@ -240,14 +256,19 @@ def main() -> None:
             if key in wanted:
                 proc, _ = by_key[key].start(free_port(), workdir)
                 stop(proc, workdir)
-        results = []
-        for key in (k for k in wanted if k in by_key):
-            if key.endswith("-large"):
-                large_levels = [int(c) for c in args.large_concurrency.split(",")]
-                results.append(measure(by_key[key], large_levels, args.large_iterations, args, workdir))
-            else:
-                results.append(measure(by_key[key], levels, args.iterations, args, workdir))
-            save(args, levels, results, partial=True)  # a run cut short keeps what it measured
+        measured: dict[str, list[dict[str, Any]]] = {}
+        results: list[dict[str, Any]] = []
+        for round_ in range(args.starts):
+            for key in (k for k in wanted if k in by_key):
+                print(f"-- round {round_ + 1} of {args.starts}", flush=True)
+                if key.endswith("-large"):
+                    large_levels = [int(c) for c in args.large_concurrency.split(",")]
+                    start = measure(by_key[key], large_levels, args.large_iterations, args, workdir)
+                else:
+                    start = measure(by_key[key], levels, args.iterations, args, workdir)
+                measured.setdefault(key, []).append(start)
+                results = [combine(by_key[k], runs) for k, runs in measured.items()]
+                save(args, levels, results, partial=True)  # a run cut short keeps what it measured
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     save(args, levels, results, partial=False)
@@ -261,7 +282,7 @@ def save(args: argparse.Namespace, levels: list[int], results: list[dict[str, An
         "hardware": hardware(),
         "versions": versions(),
         "workload": {"api": "each server's own", "endpoint": "chat", "model": MODEL, "iterations": args.iterations,
-                     "output_tokens": args.output_tokens, "input_words": args.input_words, "repeat": args.repeat,
+                     "output_tokens": args.output_tokens, "input_words": args.input_words, "repeat": args.repeat, "starts": args.starts,
                      "concurrency": levels, "engine": ENGINE, "large_iterations": args.large_iterations,
                      "large_concurrency": args.large_concurrency},
         "targets": results,

@@ -54,6 +54,14 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def runs_per_point(workload: dict[str, Any]) -> str:
+    starts, repeat = workload.get("starts", 1), workload["repeat"]
+    if starts == 1:
+        return f"{repeat} runs against one start of each server"
+    runs = f"{repeat} runs each" if repeat > 1 else "one run each"
+    return f"{starts} starts of each server, in rounds over the whole list, {runs}"
+
+
 def render(results: dict[str, Any]) -> str:
     hw, v, w = results["hardware"], results["versions"], results["workload"]
     lines = [
@@ -65,7 +73,8 @@ def render(results: dict[str, Any]) -> str:
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- Workload: streaming chat, {w['output_tokens']} output tokens per request (exact: `ignore_eos`), "
         f"prompts of {w['input_words']} words, {w['iterations']} measured requests per point after a warm-up, "
-        f"a sliding window of C requests in flight, each point the median of {w['repeat']} runs; engine settings "
+        f"a sliding window of C requests in flight, each point the median of "
+        f"{runs_per_point(w)}; engine settings "
         f"for every vLLM-based server: `{w['engine']}`.",
         "",
         "### Targets",

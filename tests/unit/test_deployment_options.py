@@ -8,7 +8,7 @@ import pytest
 
 from vllama.config import DeploymentSettings
 from vllama.models.resolve import ResolvedModel
-from vllama.serve.app import DEFAULT_MAX_ONGOING_REQUESTS, deployment_name, deployment_options
+from vllama.serve.app import DEFAULT_MAX_ONGOING_REQUESTS, REPLICA_ENV_VARS, deployment_name, deployment_options
 
 
 def model(name: str = "qwen2.5:1.5b", **engine_kwargs: Any) -> ResolvedModel:
@@ -42,10 +42,15 @@ def test_deployment_names_distinct_for_distinct_models() -> None:
     assert len({deployment_name(n) for n in names}) == len(names)
 
 
+def resources(result: dict[str, Any]) -> dict[str, Any]:
+    """The actor options other than the replica's environment (tested on its own below)."""
+    return {k: v for k, v in result["ray_actor_options"].items() if k != "runtime_env"}
+
+
 def test_gpu_single() -> None:
     assert options() == {
         "name": deployment_name("qwen2.5:1.5b"),
-        "ray_actor_options": {"num_cpus": 1, "num_gpus": 1},
+        "ray_actor_options": {"num_cpus": 1, "num_gpus": 1, "runtime_env": {"env_vars": REPLICA_ENV_VARS}},
         "max_ongoing_requests": DEFAULT_MAX_ONGOING_REQUESTS,
         "num_replicas": 1,
     }
@@ -64,7 +69,7 @@ def test_gpu_single() -> None:
 )
 def test_gpu_multiprocessing_backend(engine_kwargs: dict[str, Any], gpus: int) -> None:
     result = options(**engine_kwargs)
-    assert result["ray_actor_options"] == {"num_cpus": 1, "num_gpus": gpus}
+    assert resources(result) == {"num_cpus": 1, "num_gpus": gpus}
     assert "placement_group_bundles" not in result
     assert "placement_group_strategy" not in result
 
@@ -75,7 +80,7 @@ def test_gpu_ray_backend_placement_group(strategy: str | None) -> None:
     result = options(
         settings=settings, tensor_parallel_size=2, pipeline_parallel_size=2, distributed_executor_backend="ray"
     )
-    assert result["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0}
+    assert resources(result) == {"num_cpus": 1, "num_gpus": 0}
     assert result["placement_group_bundles"] == [{"CPU": 1, "GPU": 1}, {"GPU": 1}, {"GPU": 1}, {"GPU": 1}]
     assert result["placement_group_strategy"] == (strategy or "PACK")
 
@@ -88,7 +93,7 @@ def test_gpu_ray_backend_single_gpu() -> None:
 @pytest.mark.parametrize("engine_kwargs", [{}, {"tensor_parallel_size": 2}, {"distributed_executor_backend": "ray"}])
 def test_cpu(engine_kwargs: dict[str, Any]) -> None:
     result = options("cpu", **engine_kwargs)
-    assert result["ray_actor_options"] == {"num_cpus": 0}
+    assert resources(result) == {"num_cpus": 0}
     assert "placement_group_bundles" not in result
 
 
@@ -120,9 +125,24 @@ def test_autoscaling_replaces_num_replicas() -> None:
 
 def test_user_ray_actor_options_merged_over_defaults() -> None:
     result = options(settings={"ray_actor_options": {"num_cpus": 4, "resources": {"node:a": 0.01}}}, tensor_parallel_size=2)
-    assert result["ray_actor_options"] == {"num_cpus": 4, "num_gpus": 2, "resources": {"node:a": 0.01}}
+    assert resources(result) == {"num_cpus": 4, "num_gpus": 2, "resources": {"node:a": 0.01}}
     cpu = options("cpu", settings={"ray_actor_options": {"memory": 1024}})
-    assert cpu["ray_actor_options"] == {"num_cpus": 0, "memory": 1024}
+    assert resources(cpu) == {"num_cpus": 0, "memory": 1024}
+
+
+@pytest.mark.parametrize("accelerator", ["gpu", "cpu"])
+def test_replica_code_runs_on_serves_http_loop(accelerator: str) -> None:
+    env = options(accelerator)["ray_actor_options"]["runtime_env"]["env_vars"]
+    assert env == {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+
+
+def test_user_runtime_env_kept_and_its_env_vars_win() -> None:
+    runtime_env = {"pip": ["x"], "env_vars": {"A": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}}
+    result = options(settings={"ray_actor_options": {"runtime_env": runtime_env}})
+    assert result["ray_actor_options"]["runtime_env"] == {
+        "pip": ["x"], "env_vars": {"A": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}
+    }
+    assert runtime_env["env_vars"] == {"A": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}  # not changed
 
 
 def test_health_checks_and_retries_passed_when_set() -> None:

@@ -52,3 +52,10 @@ def test_only_the_marked_block_is_rewritten(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "hand-written intro" in text and text.rstrip().endswith("analysis")
     assert "old" not in text and "| vllama | 50 s | 1 |" in text
+
+
+def test_workload_says_how_many_starts_and_runs_make_a_point() -> None:
+    say = performance_doc.runs_per_point
+    assert say({"repeat": 3}) == "3 runs against one start of each server"  # results from before --starts
+    assert say({"repeat": 1, "starts": 3}) == "3 starts of each server, in rounds over the whole list, one run each"
+    assert say({"repeat": 2, "starts": 4}) == "4 starts of each server, in rounds over the whole list, 2 runs each"
