@@ -1,7 +1,7 @@
 """The benchmark harness: every server on the same model and engine settings, the same sweep,
 one after the other in one run, and docs/PERFORMANCE.md written from the results.
 
-    .venv/bin/python bench/harness.py                      # everything (about 35 minutes on 2 cores)
+    .venv/bin/python bench/harness.py                      # everything (about 45 minutes on 2 cores)
     .venv/bin/python bench/harness.py --servers vllm,vllama --starts 1 --iterations 60   # a quick look
 
 Servers (see SERVERS below): vLLM's own OpenAI server; Ray Serve LLM's `build_openai_app` with
