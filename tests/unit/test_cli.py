@@ -323,6 +323,18 @@ def test_serve_valid_config_reaches_run_foreground(monkeypatch: pytest.MonkeyPat
     }
 
 
+def test_stream_interval_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "stream_interval_ms" not in build()  # the config's default
+    import vllama.serve.runner
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(vllama.serve.runner, "run_foreground", lambda args, **_: seen.update(args) or 0)
+    result = CliRunner().invoke(app, ["serve", "--stream-interval-ms", "0"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert seen["stream_interval_ms"] == 0
+    assert ServingConfig.model_validate(seen).stream_interval_ms == 0
+
+
 def test_access_log_flag() -> None:
     assert "access_log" not in build()  # Serve's default
     args = build(access_log=False)

@@ -35,6 +35,7 @@ def test_minimal_config() -> None:
     config = serving({"name": "qwen2.5:1.5b"})
     assert config.accelerator == "auto"
     assert config.forward_batch_interval_ms == 5.0
+    assert config.stream_interval_ms == 40.0
     model = config.models[0]
     assert model.source is None and model.engine_kwargs == {} and model.parameters == {}
     assert model.deployment == DeploymentSettings()
@@ -101,6 +102,7 @@ def test_engine_flags_omit_unset() -> None:
         ({"models": [{"name": "m", "dtype": "half", "engine_kwargs": {"dtype": "float"}}]}, "dtype"),
         ({"models": [{"name": "m"}], "accelerator": "tpu"}, "accelerator"),
         ({"models": [{"name": "m"}], "forward_batch_interval_ms": -1}, "forward_batch_interval_ms"),
+        ({"models": [{"name": "m"}], "stream_interval_ms": -1}, "stream_interval_ms"),
         ({"models": [{"name": "m", "deployment": {"num_replicas": 1, "autoscaling_config": {}}}]}, "autoscaling_config"),
         ({"models": [{"name": "m", "deployment": {"placement_group_strategy": "ANY"}}]}, "placement_group_strategy"),
         ({"models": [{"name": "m", "deployment": {"max_constructor_retry_count": 0}}]}, "max_constructor_retry_count"),

@@ -27,6 +27,7 @@ PURE_MODULES = [
     "vllama.models.pull",
     "vllama.engine.params",
     "vllama.engine.types",
+    "vllama.engine.pacing",
     "vllama.engine.startup",
     "vllama.translate.options",
     "vllama.translate.prompts",

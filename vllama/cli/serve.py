@@ -52,6 +52,10 @@ def serve(
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="Ray Serve's access log line per request.")
     ] = None,
+    stream_interval_ms: Annotated[
+        float | None,
+        typer.Option(help="After the first token, write a stream at most this often (default 40; 0: every engine step)."),
+    ] = None,
     ray_address: Annotated[str | None, typer.Option(help="Join a running Ray cluster instead of starting one.")] = None,
     dashboard_port: Annotated[int | None, typer.Option(help="Ray dashboard port (0 disables it).")] = None,
     haproxy: Annotated[
@@ -84,6 +88,7 @@ def serve(
             accelerator=accelerator,
             num_replicas=num_replicas,
             access_log=access_log,
+            stream_interval_ms=stream_interval_ms,
         )
         ServingConfig.model_validate(args)
     except (ValidationError, VllamaError, ValueError) as exc:
@@ -104,6 +109,7 @@ def build_config(
     accelerator: str,
     num_replicas: int | None,
     access_log: bool | None = None,
+    stream_interval_ms: float | None = None,
 ) -> dict[str, Any]:
     """The `build_app` args for these flags. Pure: unit-tested without Ray or vLLM."""
     from vllama.models.resolve import DEFAULT_MODEL
@@ -128,6 +134,8 @@ def build_config(
         args["accelerator"] = accelerator
     if access_log is not None:
         args["access_log"] = access_log
+    if stream_interval_ms is not None:
+        args["stream_interval_ms"] = stream_interval_ms
     return args
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-
+from vllama.engine.pacing import paced
 from vllama.engine.params import SamplingSettings, StructuredOutput
 from vllama.engine.startup import OutputTap, explain, root_cause
 from vllama.engine.types import EngineDelta, Timings, TokenLogprob
@@ -47,10 +47,11 @@ class CountingEngineClient:
     """`AsyncLLM`, counting how its requests end: finished by the engine, or aborted because
     their consumer went away first (vLLM aborts a request when its generator is closed early,
     but its metrics do not count aborts). Our Ollama path and vLLM's own /v1 handlers both use
-    this client, so every request is counted."""
+    this client, so every request is counted, and every stream is paced (`engine/pacing.py`)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, stream_interval_s: float = 0.0) -> None:
         self._engine = engine
+        self.stream_interval_s = stream_interval_s
         self.completed_requests = 0
         self.aborted_requests = 0
 
@@ -59,9 +60,14 @@ class CountingEngineClient:
 
     async def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         stream = self._engine.generate(*args, **kwargs)
+        params = args[1] if len(args) > 1 else kwargs.get("sampling_params")
+        outputs = stream
+        if self.stream_interval_s > 0 and _streams_deltas(params):
+            outputs = paced(stream, self.stream_interval_s, merge=_merge_outputs,
+                            finished=lambda output: output.finished, visible=_has_text)
         ended = False
         try:
-            async for output in stream:
+            async for output in outputs:
                 if output.finished:
                     ended = True
                     if output.outputs and output.outputs[0].finish_reason == "abort":
@@ -77,7 +83,25 @@ class CountingEngineClient:
                 self.aborted_requests += 1
             # vLLM aborts on GeneratorExit/CancelledError of its own generator; closing it
             # here makes that happen now, not whenever the garbage collector gets to it.
+            if outputs is not stream:
+                await outputs.aclose()  # type: ignore[attr-defined]
             await stream.aclose()
+
+
+def _streams_deltas(params: Any) -> bool:
+    """Whether the request streams (`RequestOutputKind.DELTA`): only then are there outputs to
+    pace; a whole answer (`FINAL_ONLY`) comes as one output anyway."""
+    return getattr(getattr(params, "output_kind", None), "name", None) == "DELTA"
+
+
+def _merge_outputs(held: Any, newer: Any) -> Any:
+    # What vLLM's own per-request collector does when its consumer falls behind.
+    held.add(newer, aggregate=True)
+    return held
+
+
+def _has_text(output: Any) -> bool:
+    return any(completion.text for completion in output.outputs)
 
 
 #: `ChatOptions.tool_parser` value meaning: decide from the model's chat template.
@@ -151,9 +175,16 @@ class VllmEngine:
 
     @classmethod
     async def start(
-        cls, name: str, source: str, engine_kwargs: Mapping[str, Any], chat: ChatOptions | None = None
+        cls,
+        name: str,
+        source: str,
+        engine_kwargs: Mapping[str, Any],
+        chat: ChatOptions | None = None,
+        *,
+        stream_interval_s: float = 0.0,
     ) -> VllmEngine:
-        """Start the engine; a bad setting raises `ConfigError` saying what to change."""
+        """Start the engine; a bad setting raises `ConfigError` saying what to change.
+        `stream_interval_s`: how often a stream goes out after its first token (`paced`)."""
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -181,7 +212,7 @@ class VllmEngine:
                 vllm_config,
                 usage_context=UsageContext.OPENAI_API_SERVER,
                 disable_log_stats=kwargs["disable_log_stats"],
-            ))
+            ), stream_interval_s)
         except Exception as exc:
             cause = root_cause(tap.recent_lines()) or _first_line(exc)
             raise ConfigError(f"engine for model '{name}' failed to start: {explain(cause, engine_kwargs)}") from exc

@@ -37,7 +37,10 @@ def build_app(args: dict[str, Any]) -> Application:
     config = ServingConfig.model_validate(args)
     accelerator = detect_accelerator() if config.accelerator == "auto" else config.accelerator
     settings = ServerSettings(
-        accelerator=accelerator, forward_batch_interval_ms=config.forward_batch_interval_ms, home=str(home_dir())
+        accelerator=accelerator,
+        forward_batch_interval_ms=config.forward_batch_interval_ms,
+        stream_interval_ms=config.stream_interval_ms,
+        home=str(home_dir()),
     )
     resolved = [resolve(m, accelerator) for m in config.models]
     # Engine arguments are checked by each replica before its engine starts (VllmEngine.start):

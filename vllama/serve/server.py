@@ -35,6 +35,7 @@ logger = logging.getLogger("vllama")
 class ServerSettings:
     accelerator: str
     forward_batch_interval_ms: float
+    stream_interval_ms: float
     #: vllama's home directory (created models, blobs, pulled weights), as the driver sees it.
     home: str
 
@@ -46,7 +47,9 @@ class ModelServer:
         self._settings = settings
         source = model.local_source()
         chat = ChatOptions(tool_parser=model.tool_parser, think_default=model.think_default)
-        self._engine = await VllmEngine.start(model.name, source, model.engine_kwargs, chat)
+        self._engine = await VllmEngine.start(
+            model.name, source, model.engine_kwargs, chat, stream_interval_s=settings.stream_interval_ms / 1000
+        )
         description = describe(
             model,
             local_dir=_local_dir(source),
