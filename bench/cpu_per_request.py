@@ -42,6 +42,23 @@ def cpu_ticks() -> dict[int, tuple[int, str]]:
     return out
 
 
+def run_delays_ns() -> dict[int, int]:
+    """pid -> nanoseconds its threads spent runnable but waiting for a CPU (the scheduler's
+    run delay, /proc/PID/task/*/schedstat), summed over the threads still alive."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        total = 0
+        try:
+            for task in os.listdir(f"/proc/{entry}/task"):
+                total += int(Path(f"/proc/{entry}/task/{task}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile, or no schedstats in this kernel
+            continue
+        out[int(entry)] = total
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:11434")
@@ -57,21 +74,25 @@ def main() -> None:
                         concurrency=args.concurrency, warmup=0)
 
     asyncio.run(run_load(spec(2 * args.concurrency)))  # warm-up
-    before, started = cpu_ticks(), time.monotonic()
+    before, delays_before, started = cpu_ticks(), run_delays_ns(), time.monotonic()
     summary = summarize(asyncio.run(run_load(spec(args.requests))))
-    elapsed, after = time.monotonic() - started, cpu_ticks()
+    elapsed, after, delays_after = time.monotonic() - started, cpu_ticks(), run_delays_ns()
 
     rows = []
     for pid, (ticks, name) in after.items():
         seconds = (ticks - before.get(pid, (0, ""))[0]) / TICKS_PER_S
         if 1000 * seconds / args.requests >= args.min_ms:
-            rows.append((seconds, pid, name + (" (this load generator)" if pid == os.getpid() else "")))
+            waited = (delays_after.get(pid, 0) - delays_before.get(pid, 0)) / 1e9
+            rows.append((seconds, waited, pid, name + (" (this load generator)" if pid == os.getpid() else "")))
     print(f"{summary['requests_per_s']:.1f} req/s, {args.requests} requests at C={args.concurrency} in {elapsed:.1f} s, "
           f"failed {summary['failed']}; {os.cpu_count()} CPUs, {os.cpu_count() * elapsed:.1f} CPU s available")
-    print(f"{'CPU s':>8} {'ms/request':>11} {'pid':>8}  process")
-    for seconds, pid, name in sorted(rows, reverse=True):
-        print(f"{seconds:8.2f} {1000 * seconds / args.requests:11.2f} {pid:>8}  {name}")
-    print(f"{sum(r[0] for r in rows):8.2f} {1000 * sum(r[0] for r in rows) / args.requests:11.2f}           all listed")
+    # "waited": runnable but not running (the threads' run delay), per request: for the engine's
+    # processes, how long each step stood still for want of a CPU.
+    print(f"{'CPU s':>8} {'ms/request':>11} {'waited ms/request':>18} {'pid':>8}  process")
+    for seconds, waited, pid, name in sorted(rows, reverse=True):
+        print(f"{seconds:8.2f} {1000 * seconds / args.requests:11.2f} {1000 * waited / args.requests:18.2f} {pid:>8}  {name}")
+    total = sum(r[0] for r in rows)
+    print(f"{total:8.2f} {1000 * total / args.requests:11.2f} {'':18} {'':>8}  all listed")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ and vllama again on a larger random model, where the engine rather than the serv
 dominates. Each server is started, timed until it answers, measured with `vllama bench`'s load
 generator (warm-up excluded, a sliding window of C requests, exact output lengths), and stopped
 before the next one starts: they never share the machine. The list is gone through --starts
-times, so that each figure is the median over several starts of each server, spread over the
-run, rather than of runs against one start.
+times, forwards then backwards (the machine's speed drifts during a run), so that each figure is
+the median over several starts of each server, spread over the run, rather than of runs
+against one start.
 """
 
 from __future__ import annotations
@@ -219,8 +220,9 @@ def main() -> None:
     # at C=1 would take most of the run's time on 2 cores.
     parser.add_argument("--large-concurrency", default="32")
     parser.add_argument("--large-iterations", type=int, default=128)
-    # Each server is started --starts times, in rounds (every server once, then again), and run
-    # --repeat times per start at each level: a point is the median of all of those runs.
+    # Each server is started --starts times, in rounds (every server once, then again in the
+    # opposite order: `round_order`), and run --repeat times per start at each level: a point
+    # is the median of all of those runs.
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--output-tokens", type=int, default=50)
@@ -259,7 +261,7 @@ def main() -> None:
         measured: dict[str, list[dict[str, Any]]] = {}
         results: list[dict[str, Any]] = []
         for round_ in range(args.starts):
-            for key in (k for k in wanted if k in by_key):
+            for key in round_order([k for k in wanted if k in by_key], round_):
                 print(f"-- round {round_ + 1} of {args.starts}", flush=True)
                 if key.endswith("-large"):
                     large_levels = [int(c) for c in args.large_concurrency.split(",")]
@@ -272,6 +274,14 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     save(args, levels, results, partial=False)
+
+
+def round_order(keys: list[str], round_: int) -> list[str]:
+    """The servers of one round: in list order, then reversed, and so on. The VM's speed drifts
+    during a run (vLLM's own server fell from 91 to 66 req/s over three rounds of 2026-11-30's
+    run); in one order every round, the servers late in the list were always measured on the
+    slower machine."""
+    return list(keys) if round_ % 2 == 0 else list(reversed(keys))
 
 
 def save(args: argparse.Namespace, levels: list[int], results: list[dict[str, Any]], *, partial: bool) -> None:

@@ -59,7 +59,7 @@ def runs_per_point(workload: dict[str, Any]) -> str:
     if starts == 1:
         return f"{repeat} runs against one start of each server"
     runs = f"{repeat} runs each" if repeat > 1 else "one run each"
-    return f"{starts} starts of each server, in rounds over the whole list, {runs}"
+    return f"{starts} starts of each server, in rounds over the whole list (alternating its order), {runs}"
 
 
 def render(results: dict[str, Any]) -> str:

@@ -57,5 +57,5 @@ def test_only_the_marked_block_is_rewritten(tmp_path: Path) -> None:
 def test_workload_says_how_many_starts_and_runs_make_a_point() -> None:
     say = performance_doc.runs_per_point
     assert say({"repeat": 3}) == "3 runs against one start of each server"  # results from before --starts
-    assert say({"repeat": 1, "starts": 3}) == "3 starts of each server, in rounds over the whole list, one run each"
-    assert say({"repeat": 2, "starts": 4}) == "4 starts of each server, in rounds over the whole list, 2 runs each"
+    assert say({"repeat": 1, "starts": 3}) == "3 starts of each server, in rounds over the whole list (alternating its order), one run each"
+    assert say({"repeat": 2, "starts": 4}) == "4 starts of each server, in rounds over the whole list (alternating its order), 2 runs each"
