@@ -1,7 +1,7 @@
 """The benchmark harness: every server on the same model and engine settings, the same sweep,
 one after the other in one run, and docs/PERFORMANCE.md written from the results.
 
-    .venv/bin/python bench/harness.py                      # everything (about 45 minutes on 2 cores)
+    .venv/bin/python bench/harness.py                      # everything (about an hour on 2 cores)
     .venv/bin/python bench/harness.py --servers vllm,vllama --starts 1 --iterations 60   # a quick look
 
 Servers (see SERVERS below): vLLM's own OpenAI server; Ray Serve LLM's `build_openai_app` with
@@ -25,6 +25,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -193,7 +194,7 @@ def combine(server: Server, starts: list[dict[str, Any]]) -> dict[str, Any]:
     for c in starts[0]["runs"]:
         repeats = [run for start in starts for run in start["runs"][c]]
         points.append({"concurrency": c, "summary": median_run(repeats), "repeats": repeats})
-    startup = sorted(start["startup_s"] for start in starts)[len(starts) // 2]
+    startup = statistics.median(start["startup_s"] for start in starts)
     return {"name": server.key, "label": server.label, "url": "http://127.0.0.1", "api": server.api,
             "model": server.model, "startup_s": startup, "startups_s": [s["startup_s"] for s in starts],
             "points": points}
@@ -213,22 +214,24 @@ def versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", default="vllm,ray-llm,ray-llm-best,vllama,vllama-2,llamacpp,vllm-large,vllama-large")
-    parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--servers", default="vllm,ray-llm,ray-llm-best,vllama,vllama-2,llamacpp,vllm-large,vllama-large",
+                        help="comma-separated keys of the servers to measure, in the order of the first round")
+    parser.add_argument("--concurrency", default="1,8,32", help="the sweep: requests in flight at each level")
+    parser.add_argument("--iterations", type=int, default=200, help="measured requests per level and run (after the warm-up)")
     # The large model is there for its C=32 figure (where the engine dominates); a sweep of it
     # at C=1 would take most of the run's time on 2 cores.
-    parser.add_argument("--large-concurrency", default="32")
-    parser.add_argument("--large-iterations", type=int, default=128)
+    parser.add_argument("--large-concurrency", default="32", help="the sweep for the large model")
+    parser.add_argument("--large-iterations", type=int, default=128, help="measured requests per run on the large model")
     # Each server is started --starts times, in rounds (every server once, then again in the
     # opposite order: `round_order`), and run --repeat times per start at each level: a point
-    # is the median of all of those runs.
-    parser.add_argument("--starts", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--output-tokens", type=int, default=50)
-    parser.add_argument("--input-words", type=int, default=32)
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work")
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "perf")
+    # is the median of all of those runs. An even number of rounds measures every server as
+    # often early in the run as late.
+    parser.add_argument("--starts", type=int, default=4, help="rounds: how many times each server is started")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per start at each level")
+    parser.add_argument("--output-tokens", type=int, default=50, help="exact output length of every request")
+    parser.add_argument("--input-words", type=int, default=32, help="prompt length")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work", help="where llama.cpp is built and the GGUF kept")
+    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "perf", help="where results.json and the plots go")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
     parser.add_argument("--vllama-flags", default="", help="more `vllama serve` flags, to measure a setting (--no-access-log)")
     args = parser.parse_args()

@@ -7,8 +7,12 @@ analysis written around it by hand survives a new run.
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from vllama.bench.stats import median_over_runs
 
 BEGIN, END = "<!-- harness:begin -->", "<!-- harness:end -->"
 
@@ -18,32 +22,40 @@ def point(results: dict[str, Any], key: str, c: int) -> dict[str, Any] | None:
         if target["name"] == key:
             for p in target["points"]:
                 if p["concurrency"] == c:
-                    return p["summary"]
+                    return p
     return None
 
 
+def median_of(p: dict[str, Any] | None, value: Callable[[dict[str, Any]], float]) -> float | None:
+    return None if p is None else median_over_runs(p, value)
+
+
 def startup(results: dict[str, Any], key: str) -> float | None:
-    return next((t["startup_s"] for t in results["targets"] if t["name"] == key), None)
+    """A server's time to ready, the median over its starts."""
+    target = next((t for t in results["targets"] if t["name"] == key), None)
+    if target is None:
+        return None
+    return statistics.median(target.get("startups_s") or [target["startup_s"]])
 
 
 def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """(target, measured, bar, met) for each of the issue's targets that the run can judge."""
     rows: list[tuple[str, str, str, bool | None]] = []
 
-    def ratio(a: dict | None, b: dict | None) -> float | None:
-        if not a or not b or not b["output_tokens_per_s"]:
-            return None
-        return a["output_tokens_per_s"] / b["output_tokens_per_s"]
+    def throughput(key: str, c: int) -> float | None:
+        return median_of(point(results, key, c), lambda run: run["output_tokens_per_s"])
 
     def add_ratio(name: str, key: str, base: str, c: int, bar: float) -> None:
-        r = ratio(point(results, key, c), point(results, base, c))
+        ours, theirs = throughput(key, c), throughput(base, c)
+        r = ours / theirs if ours is not None and theirs else None
         rows.append((name, "n/a" if r is None else f"{r:.2f}x", f">= {bar:g}x", None if r is None else r >= bar))
 
     add_ratio("throughput at C=32 vs vLLM's own server", "vllama", "vllm", 32, 1.0)
     add_ratio("the same with a second model in the application", "vllama-2", "vllm", 32, 0.9)
-    ours, theirs = point(results, "vllama", 1), point(results, "vllm", 1)
-    if ours and theirs:
-        delta = ours["ttft_ms"]["p50"] - theirs["ttft_ms"]["p50"]
+    ours_ttft = median_of(point(results, "vllama", 1), lambda run: run["ttft_ms"]["p50"])
+    theirs_ttft = median_of(point(results, "vllm", 1), lambda run: run["ttft_ms"]["p50"])
+    if ours_ttft is not None and theirs_ttft is not None:
+        delta = ours_ttft - theirs_ttft
         rows.append(("TTFT p50 at C=1 vs vLLM's own", f"{delta:+.1f} ms", "<= +5 ms", delta <= 5))
     add_ratio("throughput at C=32 vs llama.cpp one request at a time", "vllama", "llamacpp", 32, 5.0)
     add_ratio("large model: throughput at C=32 vs vLLM's own", "vllama-large", "vllm-large", 32, 0.97)
@@ -60,6 +72,24 @@ def runs_per_point(workload: dict[str, Any]) -> str:
         return f"{repeat} runs against one start of each server"
     runs = f"{repeat} runs each" if repeat > 1 else "one run each"
     return f"{starts} starts of each server, in rounds over the whole list (alternating its order), {runs}"
+
+
+def runs_at_highest_concurrency(results: dict[str, Any]) -> list[str]:
+    """Every run's throughput at each server's highest level, in the order they ran: the spread
+    the medians above are taken over."""
+    lines = ["| server | C | req/s of each run, in the order of the run | median |", "|---|---|---|---|"]
+    for target in results["targets"]:
+        if not target["points"]:
+            continue
+        top = max(target["points"], key=lambda p: p["concurrency"])
+        runs = [run["requests_per_s"] for run in top.get("repeats") or [top["summary"]]]
+        lines.append(f"| {target['label']} | {top['concurrency']} | {', '.join(_rate(r) for r in runs)} "
+                     f"| {_rate(statistics.median(runs))} |")
+    return lines
+
+
+def _rate(requests_per_s: float) -> str:
+    return f"{requests_per_s:.1f}" if requests_per_s >= 10 else f"{requests_per_s:.2f}"
 
 
 def render(results: dict[str, Any]) -> str:
@@ -86,13 +116,18 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | {measured} | {bar} | {'yes' if met else ('no' if met is False else 'n/a')} |")
     lines += [
         "",
+        "Each target compares medians over every run of its points (with an even number of runs, the",
+        "mean of the middle two); the sweep below shows one real run per point, the lower median.",
+        "",
+        *runs_at_highest_concurrency(results),
+        "",
         "### Sweep",
         "",
         "| server | start | C | req/s | out tok/s | TTFT p50 | TTFT p99 | ITL p50 | TPOT p50 | E2E p50 | E2E p99 | failed |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target in results["targets"]:
-        label, started = target["label"], f"{target['startup_s']:.0f} s"
+        label, started = target["label"], f"{startup(results, target['name']):.0f} s"
         for i, p in enumerate(target["points"]):
             s = p["summary"]
             lines.append(

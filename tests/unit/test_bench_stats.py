@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from vllama.bench.stats import RequestRecord, distribution, median_run, percentile, summarize
+from vllama.bench.report import ratios
+from vllama.bench.stats import RequestRecord, distribution, median_over_runs, median_run, percentile, summarize
 
 
 @pytest.mark.parametrize(
@@ -62,3 +63,26 @@ def test_median_run_is_one_of_the_runs() -> None:
     runs = [{"output_tokens_per_s": v, "id": v} for v in (30.0, 10.0, 20.0)]
     assert median_run(runs)["id"] == 20.0
     assert median_run(runs[:2])["id"] == 10.0
+
+
+def _run(tok_s: float, ttft_p50: float) -> dict:
+    return {"requests_per_s": tok_s / 50, "output_tokens_per_s": tok_s, "ttft_ms": {"p50": ttft_p50}}
+
+
+def test_comparisons_use_the_median_over_every_run() -> None:
+    point = {"summary": _run(3113, 0), "repeats": [_run(v, 0) for v in (3113, 3869, 3804, 3025)]}
+    assert median_over_runs(point, lambda r: r["output_tokens_per_s"]) == pytest.approx(3458.5)
+    assert median_over_runs({"summary": _run(100, 7.0)}, lambda r: r["ttft_ms"]["p50"]) == 7.0  # no repeats kept
+
+
+def test_compare_ratios_are_of_medians_not_of_the_shown_runs() -> None:
+    def target(tok_s: list[float], ttft: list[float]) -> dict:
+        runs = [_run(t, f) for t, f in zip(tok_s, ttft, strict=True)]
+        return {"points": [{"concurrency": 32, "summary": median_run(runs), "repeats": runs}]}
+
+    vllama = target([3364, 3638, 3424, 3765], [12.0, 13.0, 14.0, 20.0])
+    vllm = target([3113, 3869, 3804, 3025], [10.0, 11.0, 12.0, 13.0])
+    (r,) = ratios(vllama, vllm)
+    assert r["output_tokens_per_s"] == pytest.approx(3531 / 3458.5)  # the lower middle runs would say 1.10
+    assert r["requests_per_s"] == pytest.approx(3531 / 3458.5)
+    assert r["ttft_p50_ms_delta"] == pytest.approx(13.5 - 11.5)

@@ -59,3 +59,27 @@ def test_workload_says_how_many_starts_and_runs_make_a_point() -> None:
     assert say({"repeat": 3}) == "3 runs against one start of each server"  # results from before --starts
     assert say({"repeat": 1, "starts": 3}) == "3 starts of each server, in rounds over the whole list (alternating its order), one run each"
     assert say({"repeat": 2, "starts": 4}) == "4 starts of each server, in rounds over the whole list (alternating its order), 2 runs each"
+
+
+def _runs(name: str, tok_s_by_run: list[float], ttft_by_run: list[float], c: int) -> dict:
+    runs = [_summary(t, f) for t, f in zip(tok_s_by_run, ttft_by_run, strict=True)]
+    lower_median = sorted(runs, key=lambda r: r["output_tokens_per_s"])[(len(runs) - 1) // 2]
+    return {"concurrency": c, "summary": lower_median, "repeats": runs}
+
+
+def test_targets_take_the_median_over_every_run_not_the_shown_run() -> None:
+    # Four starts each: the lower medians would say 1.10x, the upper ones 0.96x; the medians 1.02x.
+    vllm = {"name": "vllm", "label": "vLLM", "startup_s": 36.0, "startups_s": [35.0, 34.0, 35.0, 36.0],
+            "points": [_runs("vllm", [500, 600, 500, 500], [10.0, 11.0, 12.0, 13.0], 1),
+                       _runs("vllm", [3113, 3869, 3804, 3025], [1.0] * 4, 32)]}
+    vllama = {"name": "vllama", "label": "vllama", "startup_s": 43.0, "startups_s": [43.0, 42.0, 40.0, 41.0],
+              "points": [_runs("vllama", [450, 490, 540, 540], [12.0, 13.0, 14.0, 20.0], 1),
+                         _runs("vllama", [3364, 3638, 3424, 3765], [1.0] * 4, 32)]}
+    results = {**RESULTS, "targets": [vllm, vllama]}
+    rows = {name: measured for name, measured, _, _ in performance_doc.targets(results)}
+    assert rows["throughput at C=32 vs vLLM's own server"] == "1.02x"  # 3531 / 3458.5
+    assert rows["TTFT p50 at C=1 vs vLLM's own"] == "+2.0 ms"  # 13.5 - 11.5
+    assert rows["ready to serve vs vLLM's own start"] == "41.5 s vs 35.0 s"
+    table = "\n".join(performance_doc.runs_at_highest_concurrency(results))
+    assert "| vLLM | 32 | 62.3, 77.4, 76.1, 60.5 | 69.2 |" in table
+    assert "| vllama | 32 | 67.3, 72.8, 68.5, 75.3 | 70.6 |" in table

@@ -18,8 +18,10 @@ JSON schema `vllama-bench/1` (one document per invocation):
             "repeats": [SUMMARY, ...]}   # every repeat, in order
          ]}
       ],
-      "ratios": [                        # present with --compare: first target / second
-        {"concurrency": int, "requests_per_s": float, "output_tokens_per_s": float,
+      "ratios": [                        # present with --compare: first target / second, each
+        {"concurrency": int,             # side's median over its repeats (of an even number,
+         "requests_per_s": float,        # the mean of the middle two)
+         "output_tokens_per_s": float,
          "ttft_p50_ms_delta": float}     # first minus second
       ]
     }
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from vllama import __version__
+from vllama.bench.stats import median_over_runs
 
 SCHEMA = "vllama-bench/1"
 
@@ -83,18 +86,21 @@ def document(workload: dict[str, Any], targets: list[dict[str, Any]]) -> dict[st
 
 
 def ratios(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
-    by_c = {p["concurrency"]: p["summary"] for p in second["points"]}
+    """First target against the second at each level, each side by its median over its repeats."""
+    by_c = {p["concurrency"]: p for p in second["points"]}
     out = []
-    for point in first["points"]:
-        other = by_c.get(point["concurrency"])
-        if other is None:
+    for mine in first["points"]:
+        theirs = by_c.get(mine["concurrency"])
+        if theirs is None:
             continue
-        mine = point["summary"]
+        rps = [median_over_runs(p, lambda run: run["requests_per_s"]) for p in (mine, theirs)]
+        tok_s = [median_over_runs(p, lambda run: run["output_tokens_per_s"]) for p in (mine, theirs)]
+        ttft = [median_over_runs(p, lambda run: run["ttft_ms"]["p50"]) for p in (mine, theirs)]
         out.append({
-            "concurrency": point["concurrency"],
-            "requests_per_s": _ratio(mine["requests_per_s"], other["requests_per_s"]),
-            "output_tokens_per_s": _ratio(mine["output_tokens_per_s"], other["output_tokens_per_s"]),
-            "ttft_p50_ms_delta": mine["ttft_ms"]["p50"] - other["ttft_ms"]["p50"],
+            "concurrency": mine["concurrency"],
+            "requests_per_s": _ratio(*rps),
+            "output_tokens_per_s": _ratio(*tok_s),
+            "ttft_p50_ms_delta": ttft[0] - ttft[1],
         })
     return out
 

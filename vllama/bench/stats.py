@@ -14,7 +14,8 @@ Percentiles interpolate linearly between ranks (NumPy's default), in millisecond
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,16 @@ def summarize(records: Sequence[RequestRecord]) -> dict[str, Any]:
 
 
 def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Of repeated runs, the one with the median throughput (a real run, not a blend of several)."""
+    """Of repeated runs, the one with the median throughput (a real run, not a blend of several;
+    of an even number, the lower of the middle two). For tables that show one run's figures."""
     ordered = sorted(runs, key=lambda r: r["output_tokens_per_s"])
     return ordered[(len(ordered) - 1) // 2]
+
+
+def median_over_runs(point: dict[str, Any], value: Callable[[dict[str, Any]], float]) -> float:
+    """One statistic's median over every run of a point (`{"summary", "repeats"}`): with an even
+    number of runs, the mean of the middle two. Comparisons between servers use this rather than
+    `median_run`: of two quite different middle runs, taking the lower one on each side picks
+    one answer by an arbitrary rule (four starts each on 2026-11-30: 1.10x from the lower
+    middle runs, 0.96x from the upper ones, 1.02x from the medians)."""
+    return statistics.median(value(run) for run in point.get("repeats") or [point["summary"]])
