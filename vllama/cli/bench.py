@@ -27,7 +27,7 @@ def bench(
     input_words: Annotated[int, typer.Option(help="Prompt length in words (distinct prompts).")] = 32,
     warmup: Annotated[int | None, typer.Option(help="Requests sent first and left out (default: max(2, C)).")] = None,
     request_rate: Annotated[float | None, typer.Option(help="Open loop: Poisson arrivals at this rate (req/s).")] = None,
-    repeat: Annotated[int, typer.Option(help="Runs per point; the median one is reported.")] = 1,
+    repeat: Annotated[int, typer.Option(help="Runs per point: the table shows the median run, --compare ratios the medians over all runs.")] = 1,
     name: Annotated[str, typer.Option(help="Label of the measured server.")] = "target",
     compare: Annotated[str | None, typer.Option(help="A second server to run the same sweep against.")] = None,
     compare_api: Annotated[str | None, typer.Option(help="Its API (default: --api).")] = None,
