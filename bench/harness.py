@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from vllama.bench.processes import kill_started_under  # noqa: E402
 from vllama.bench.report import hardware, plot  # noqa: E402
 from vllama.bench.runner import LoadSpec, run_load  # noqa: E402
 from vllama.bench.stats import median_run, summarize  # noqa: E402
@@ -111,6 +112,7 @@ def stop(proc: subprocess.Popen[bytes], workdir: Path) -> None:
     except ProcessLookupError:
         pass
     subprocess.run(["pkill", "-9", "-f", str(workdir / "ray")], check=False)
+    kill_started_under(workdir / "ray")  # Ray Serve's HAProxy: in a session of its own
     time.sleep(3)  # let the engine's memory and ports go
 
 

@@ -2,8 +2,8 @@
 
 Every process a test starts is stopped, on failure too: first with SIGINT (vllama and `serve
 run` then shut Serve and Ray down themselves), then SIGKILL to the whole process group, then any
-process still naming the server's private Ray directory (Ray's daemons carry it on their command
-line). A leftover Ray cluster would make the next run hang.
+process still naming the server's private Ray directory, on its command line (Ray's daemons) or
+in its environment (Ray Serve's HAProxy). A leftover Ray cluster would make the next run hang.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from vllama.bench.processes import kill_started_under
 
 
 def free_port() -> int:
@@ -104,6 +106,7 @@ class ServerProcess:
         if self.proc is not None:
             _killpg(self.proc.pid)  # anything of the group that outlived its leader
         subprocess.run(["pkill", "-9", "-f", str(self.workdir / "ray")], check=False)
+        kill_started_under(self.workdir / "ray")  # HAProxy: in its own session
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
