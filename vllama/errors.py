@@ -58,3 +58,22 @@ class ConfigError(VllamaError):
     """A configuration value is invalid; raised at start, with a message that says what to change."""
 
     status_code = 500
+
+
+class EngineDied(EngineFailed):
+    """The engine serving the request stopped (its process died, or it stopped making progress).
+    Another replica may take the request over (`serve/forward.py`); `replica` says which one
+    failed, so that the request avoids it."""
+
+    status_code = 500
+
+    def __init__(self, message: str, *, status_code: int | None = None, replica: str = "") -> None:
+        super().__init__(message, status_code=status_code)
+        self.replica = replica
+
+    def __reduce__(self):
+        return (_rebuild_engine_died, (type(self), self.message, self.status_code, self.replica))
+
+
+def _rebuild_engine_died(cls: type[EngineDied], message: str, status_code: int, replica: str) -> EngineDied:
+    return cls(message, status_code=status_code, replica=replica)

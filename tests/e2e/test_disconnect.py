@@ -5,7 +5,9 @@ Raw sockets give exact control: send a request, let the engine work on it, hang 
 must have ended by abort (the engine did not finish it), long before its 2000 tokens were done.
 
 Every case runs against the ingress replica's own port, where HAProxy delivers requests: that is
-what our code guarantees, and it holds every time. Through HAProxy a hang-up reaches the replica
+what our code guarantees, and it holds every time. The ingress relays each request to an engine
+replica over the channel and closes that connection when its client goes away, which cancels the
+request in the engine replica. Through HAProxy a hang-up reaches the replica
 only when HAProxy closes its side, which it does most of the time but not always (measured in
 docs/ARCHITECTURE.md, "Client disconnects and HAProxy"), so it is not asserted here.
 
@@ -37,7 +39,7 @@ def status(http: httpx.Client, model: str, timeout: float = 120) -> dict:
 
 @pytest.fixture(scope="module")
 def replica_url(server: ServerProcess) -> str:
-    return f"http://127.0.0.1:{replica_http_port(server, 'ModelServer:vllama-tiny:latest')}"
+    return f"http://127.0.0.1:{replica_http_port(server, 'ServeReplica:vllama:Ingress')}"
 
 
 def open_request(base_url: str, path: str, body: dict) -> socket.socket:

@@ -1,11 +1,14 @@
-"""`vllama serve` with no `--model` serves the embedded offline model; Ctrl-C stops everything."""
+"""`vllama serve` with no `--model` serves the embedded offline model; Ctrl-C stops everything,
+and SIGTERM (what a container runtime or systemd sends) lets the streams in flight finish first."""
 
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import httpx
+import orjson
 import psutil
 import pytest
 
@@ -77,3 +80,43 @@ def _cmdline(proc: psutil.Process) -> list[str]:
         return proc.cmdline()
     except psutil.Error:
         return []
+
+
+@pytest.mark.slow
+def test_sigterm_lets_streams_in_flight_finish() -> None:
+    workdir = short_tmpdir("vt-term-")
+    port = free_port()
+    process = ServerProcess(
+        vllama_command("serve", "--port", str(port), "--dashboard-port", "0", "--engine-arg", "enforce_eager=true",
+                       "--gpu-memory-utilization", "0.05"),
+        workdir, port,
+    )
+    try:
+        process.start()
+        process.wait_until(lambda p: "vllama: serving" in p.log_path.read_text(errors="replace"), timeout_s=400)
+        lines: list[dict] = []
+        failure: list[BaseException] = []
+
+        def stream() -> None:
+            body = {"model": "vllama-tiny", "prompt": "a long answer", "options": {"num_predict": 600, "ignore_eos": True}}
+            try:
+                with httpx.stream("POST", f"{process.url}/api/generate", json=body, timeout=120) as response:
+                    lines.extend(orjson.loads(line) for line in response.iter_lines() if line.strip())
+            except BaseException as exc:  # reported by the test below
+                failure.append(exc)
+
+        client = threading.Thread(target=stream)
+        client.start()
+        deadline = time.monotonic() + 30
+        while not lines and time.monotonic() < deadline:  # the stream is under way (the reader fills `lines` at the end)
+            status = httpx.get(f"{process.url}/vllama/status", timeout=10).json()
+            if status["models"]["vllama-tiny:latest"]["unfinished_requests"]:
+                break
+            time.sleep(0.05)
+        process.proc.send_signal(signal.SIGTERM)
+        client.join(timeout=120)
+        assert failure == [], (failure, process.log_tail())
+        assert lines and lines[-1].get("done") is True and lines[-1]["eval_count"] == 600, lines[-1:]
+        assert process.wait_exit(120) == 0, process.log_tail()
+    finally:
+        process.stop()

@@ -1,5 +1,5 @@
 """`serve run serve_configs/tiny-cpu.yaml`: Ray's own CLI starts the application from our
-builder, and the Ray dashboard lists its deployment."""
+builder, and the Ray dashboard lists its deployments: the ingress and the model's engines."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def test_serve_run_cpu_config() -> None:
         headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file.exists() else {}
         applications = httpx.get(f"http://{dashboard.group(1)}/api/serve/applications/", headers=headers, timeout=10).json()
         deployments = applications["applications"]["vllama"]["deployments"]
-        assert list(deployments) == ["ModelServer:vllama-tiny:latest"]
-        assert deployments["ModelServer:vllama-tiny:latest"]["status"] == "HEALTHY"
+        assert sorted(deployments) == ["Ingress", "ModelServer:vllama-tiny:latest"]
+        assert all(d["status"] == "HEALTHY" for d in deployments.values())
         process.stop()
         assert process.proc.returncode is not None
     finally:

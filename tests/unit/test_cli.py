@@ -340,3 +340,143 @@ def test_access_log_flag() -> None:
     args = build(access_log=False)
     assert args["access_log"] is False
     assert ServingConfig.model_validate(args).access_log is False
+
+
+# --- replicas, routing, failover -------------------------------------------------------------------
+
+AUTOSCALED_YAML = """
+models:
+  - name: qwen2.5:1.5b
+    deployment:
+      autoscaling_config: {min_replicas: 1, max_replicas: 4, target_ongoing_requests: 16}
+"""
+
+FIXED_YAML = """
+models:
+  - name: qwen2.5:1.5b
+    deployment: {num_replicas: 2, max_constructor_retry_count: 2}
+"""
+
+
+@pytest.mark.parametrize(
+    ("min_replicas", "max_replicas", "autoscaling"),
+    [
+        (1, 4, {"min_replicas": 1, "max_replicas": 4}),
+        (0, 2, {"min_replicas": 0, "max_replicas": 2}),  # scale to zero
+        (3, None, {"min_replicas": 3, "max_replicas": 3}),  # at least the minimum
+        (0, None, {"min_replicas": 0, "max_replicas": 1}),
+        (None, 5, {"max_replicas": 5}),
+    ],
+)
+def test_min_max_replicas_autoscale(
+    min_replicas: int | None, max_replicas: int | None, autoscaling: dict[str, int]
+) -> None:
+    args = build(models=["qwen2.5:1.5b", "qwen2.5:0.5b"], min_replicas=min_replicas, max_replicas=max_replicas)
+    for model in args["models"]:
+        assert model["deployment"] == {"autoscaling_config": autoscaling, "max_constructor_retry_count": 1}
+    ServingConfig.model_validate(args)
+
+
+def test_min_max_replicas_replace_a_config_files_num_replicas(tmp_path: Path) -> None:
+    path = tmp_path / "fixed.yaml"
+    path.write_text(FIXED_YAML)
+    args = build(config_file=path, min_replicas=1, max_replicas=3)
+    assert args["models"][0]["deployment"] == {
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 3},
+        "max_constructor_retry_count": 2,
+    }
+    ServingConfig.model_validate(args)
+
+
+def test_min_max_replicas_keep_a_config_files_other_autoscaling(tmp_path: Path) -> None:
+    path = tmp_path / "autoscaled.yaml"
+    path.write_text(AUTOSCALED_YAML)
+    args = build(config_file=path, max_replicas=8)
+    assert args["models"][0]["deployment"]["autoscaling_config"] == {
+        "min_replicas": 1, "max_replicas": 8, "target_ongoing_requests": 16,
+    }
+    ServingConfig.model_validate(args)
+
+
+def test_num_replicas_replaces_a_config_files_autoscaling(tmp_path: Path) -> None:
+    path = tmp_path / "autoscaled.yaml"
+    path.write_text(AUTOSCALED_YAML)
+    assert "autoscaling_config" in build(config_file=path)["models"][0]["deployment"]  # the file's, kept
+    args = build(config_file=path, num_replicas=2)
+    assert args["models"][0]["deployment"] == {"num_replicas": 2, "max_constructor_retry_count": 1}
+    ServingConfig.model_validate(args)
+
+
+@pytest.mark.parametrize(("min_replicas", "max_replicas"), [(1, None), (None, 4), (1, 4)])
+def test_num_replicas_with_min_max_is_refused(min_replicas: int | None, max_replicas: int | None) -> None:
+    with pytest.raises(ValueError, match="pick one"):
+        build(num_replicas=2, min_replicas=min_replicas, max_replicas=max_replicas)
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({"routing": "least_loaded"}, {"routing": "least_loaded"}),
+        ({"routing": "prefix"}, {"routing": "prefix"}),
+        ({"failover": False}, {"failover": False}),
+        ({"failover": True}, {"failover": True}),
+        ({"routing": "least_loaded", "failover": False}, {"routing": "least_loaded", "failover": False}),
+    ],
+)
+def test_routing_and_failover_flags(kw: dict[str, Any], expected: dict[str, Any]) -> None:
+    args = build(**kw)
+    assert {k: args[k] for k in ("routing", "failover") if k in args} == expected
+    config = ServingConfig.model_validate(args)
+    assert config.routing == expected.get("routing", "prefix")
+    assert config.failover is expected.get("failover", True)
+
+
+def test_routing_and_failover_default_to_the_config() -> None:
+    args = build()
+    assert "routing" not in args and "failover" not in args
+    config = ServingConfig.model_validate(args)
+    assert config.routing == "prefix" and config.failover is True
+
+
+def test_routing_flag_overrides_a_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "vllama.yaml"
+    path.write_text("routing: least_loaded\nfailover: false\nmodels: [{name: qwen2.5:1.5b}]\n")
+    assert build(config_file=path)["routing"] == "least_loaded"
+    args = build(config_file=path, routing="prefix", failover=True)
+    assert args["routing"] == "prefix" and args["failover"] is True
+
+
+def test_bad_routing_fails_validation() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="routing"):
+        ServingConfig.model_validate(build(routing="random"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["serve", "--num-replicas", "2", "--max-replicas", "4"], "pick one"),
+        (["serve", "--routing", "random"], "routing"),
+    ],
+)
+def test_serve_refuses_bad_replica_and_routing_flags(no_foreground: list[Any], argv: list[str], needle: str) -> None:
+    result = CliRunner().invoke(app, argv, env=WIDE)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert needle in result.output
+    assert no_foreground == []
+
+
+def test_serve_passes_replica_routing_and_failover_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vllama.serve.runner
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(vllama.serve.runner, "run_foreground", lambda args, **_: seen.update(args) or 0)
+    result = CliRunner().invoke(
+        app,
+        ["serve", "--min-replicas", "1", "--max-replicas", "3", "--routing", "least_loaded", "--no-failover"],
+        env=WIDE,
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["models"][0]["deployment"]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 3}
+    assert seen["routing"] == "least_loaded" and seen["failover"] is False

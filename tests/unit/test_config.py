@@ -34,8 +34,9 @@ def serving(*models: dict[str, Any], **extra: Any) -> ServingConfig:
 def test_minimal_config() -> None:
     config = serving({"name": "qwen2.5:1.5b"})
     assert config.accelerator == "auto"
-    assert config.forward_batch_interval_ms == 5.0
     assert config.stream_interval_ms == 40.0
+    assert config.routing == "prefix" and config.failover is True
+    assert config.ingress.num_replicas is None and config.ingress.autoscaling_config is None
     model = config.models[0]
     assert model.source is None and model.engine_kwargs == {} and model.parameters == {}
     assert model.deployment == DeploymentSettings()
@@ -60,7 +61,8 @@ def test_full_model_config() -> None:
             "deployment": {"num_replicas": 2, "max_ongoing_requests": 10, "placement_group_strategy": "SPREAD"},
         },
         accelerator="cpu",
-        forward_batch_interval_ms=0,
+        routing="least_loaded",
+        failover=False,
     )
     model = config.models[0]
     assert model.engine_flags() == {
@@ -101,7 +103,12 @@ def test_engine_flags_omit_unset() -> None:
         ({"models": [{"name": "m", "max_model_len": 512, "engine_kwargs": {"max_model_len": 256}}]}, "max_model_len"),
         ({"models": [{"name": "m", "dtype": "half", "engine_kwargs": {"dtype": "float"}}]}, "dtype"),
         ({"models": [{"name": "m"}], "accelerator": "tpu"}, "accelerator"),
-        ({"models": [{"name": "m"}], "forward_batch_interval_ms": -1}, "forward_batch_interval_ms"),
+        ({"models": [{"name": "m"}], "forward_batch_interval_ms": 5}, "forward_batch_interval_ms"),
+        ({"models": [{"name": "m"}], "routing": "random"}, "routing"),
+        ({"models": [{"name": "m", "routing": "round_robin"}]}, "routing"),
+        ({"models": [{"name": "m"}], "ingress": {"num_replicas": 1, "autoscaling_config": {}}}, "autoscaling_config"),
+        ({"models": [{"name": "m"}], "ingress": {"num_replicas": 0}}, "num_replicas"),
+        ({"models": [{"name": "m", "deployment": {"engine_stall_timeout_s": -1}}]}, "engine_stall_timeout_s"),
         ({"models": [{"name": "m"}], "stream_interval_ms": -1}, "stream_interval_ms"),
         ({"models": [{"name": "m", "deployment": {"num_replicas": 1, "autoscaling_config": {}}}]}, "autoscaling_config"),
         ({"models": [{"name": "m", "deployment": {"placement_group_strategy": "ANY"}}]}, "placement_group_strategy"),

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
 
-from vllama.config import DeploymentSettings
+from vllama.config import DeploymentSettings, IngressConfig
 from vllama.models.resolve import ResolvedModel
-from vllama.serve.app import DEFAULT_MAX_ONGOING_REQUESTS, REPLICA_ENV_VARS, deployment_name, deployment_options
+from vllama.serve import scaling
+from vllama.serve.app import (
+    DEFAULT_INGRESS_AUTOSCALING,
+    DEFAULT_MAX_NUM_SEQS,
+    DEFAULT_MAX_ONGOING_REQUESTS,
+    INGRESS_DEPLOYMENT,
+    REPLICA_ENV_VARS,
+    ROUTER_CLASS,
+    deployment_name,
+    deployment_options,
+    ingress_options,
+)
 
 
 def model(name: str = "qwen2.5:1.5b", **engine_kwargs: Any) -> ResolvedModel:
@@ -48,7 +60,9 @@ def resources(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_gpu_single() -> None:
-    assert options() == {
+    result = options()
+    assert result.pop("request_router_config").request_router_class == ROUTER_CLASS
+    assert result == {
         "name": deployment_name("qwen2.5:1.5b"),
         "ray_actor_options": {"num_cpus": 1, "num_gpus": 1, "runtime_env": {"env_vars": REPLICA_ENV_VARS}},
         "max_ongoing_requests": DEFAULT_MAX_ONGOING_REQUESTS,
@@ -119,8 +133,40 @@ def test_num_replicas(num_replicas: int | None, expected: int) -> None:
 def test_autoscaling_replaces_num_replicas() -> None:
     autoscaling = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 128}
     result = options(settings={"autoscaling_config": autoscaling})
-    assert result["autoscaling_config"] == autoscaling
+    # Requests take the channel, not Serve's handles: the replicas report what they hold.
+    assert result["autoscaling_config"] == {**autoscaling, "policy": {"policy_function": scaling.POLICY}}
     assert "num_replicas" not in result
+
+
+def test_autoscaling_target_defaults_to_the_engines_batch() -> None:
+    result = options(settings={"autoscaling_config": {"min_replicas": 1, "max_replicas": 2}}, max_num_seqs=64)
+    assert result["autoscaling_config"]["target_ongoing_requests"] == 64
+    assert options(settings={"autoscaling_config": {"max_replicas": 2}})["autoscaling_config"][
+        "target_ongoing_requests"] == DEFAULT_MAX_NUM_SEQS
+
+
+def test_engine_deployments_use_vllamas_router() -> None:
+    config = options()["request_router_config"]
+    assert config.request_router_class == ROUTER_CLASS
+    module, name = ROUTER_CLASS.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name).__name__ == name
+
+
+def test_graceful_shutdown_timeout_passed_on() -> None:
+    assert options(settings={"graceful_shutdown_timeout_s": 45})["graceful_shutdown_timeout_s"] == 45
+    assert "graceful_shutdown_timeout_s" not in options()
+
+
+def test_ingress_options() -> None:
+    default = ingress_options(IngressConfig())
+    assert default["name"] == INGRESS_DEPLOYMENT
+    assert default["autoscaling_config"] == DEFAULT_INGRESS_AUTOSCALING and "num_replicas" not in default
+    assert default["ray_actor_options"]["num_cpus"] == 0
+    assert default["ray_actor_options"]["runtime_env"]["env_vars"] == REPLICA_ENV_VARS
+    fixed = ingress_options(IngressConfig(num_replicas=2, max_ongoing_requests=100), access_log=False)
+    assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
+    assert fixed["max_ongoing_requests"] == 100
+    assert fixed["logging_config"] == {"enable_access_log": False}
 
 
 def test_user_ray_actor_options_merged_over_defaults() -> None:

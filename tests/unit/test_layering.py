@@ -36,6 +36,8 @@ PURE_MODULES = [
     "vllama.translate.chat",
     "vllama.translate.created",
     "vllama.translate.gotemplate",
+    "vllama.translate.prefixes",
+    "vllama.serve.hop",
 ]
 BLOCKED = ["ray", "vllm", "fastapi", "torch", "transformers"]
 
@@ -67,16 +69,33 @@ print(json.dumps({"failures": failures, "loaded": loaded, "serving_config": serv
 """
 
 
-def test_pure_layers_import_without_engine_or_server() -> None:
-    code = f"BLOCKED = {BLOCKED!r}\nMODULES = {PURE_MODULES!r}\n" + PROBE
+def probe(modules: list[str], blocked: list[str]) -> dict:
+    """Import `modules` in a fresh interpreter where importing any of `blocked` fails."""
+    code = f"BLOCKED = {blocked!r}\nMODULES = {modules!r}\n" + PROBE
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_pure_layers_import_without_engine_or_server() -> None:
+    report = probe(PURE_MODULES, BLOCKED)
     assert report["failures"] == {}
     assert report["loaded"] == []
     assert report["serving_config"] == "ServingConfig"
+
+
+#: The ingress holds no engine: its modules load Ray and FastAPI, never vLLM, torch or transformers.
+INGRESS_MODULES = ["vllama.serve.ingress", "vllama.serve.forward", "vllama.serve.channel", "vllama.serve.routing",
+                   "vllama.serve.router", "vllama.serve.http", "vllama.serve.routes_ollama", "vllama.serve.routes_openai"]
+ENGINE_ONLY = ["vllm", "torch", "transformers"]
+
+
+def test_ingress_imports_no_engine() -> None:
+    report = probe(INGRESS_MODULES, ENGINE_ONLY)
+    assert report["failures"] == {}
+    assert report["loaded"] == []
 
 
 def test_blocking_works() -> None:

@@ -206,8 +206,9 @@ def test_tags_entry(desc: ModelDescription) -> None:
 
 @pytest.mark.parametrize(("on_gpu", "vram"), [(True, True), (False, False)])
 def test_ps_entry(desc: ModelDescription, on_gpu: bool, vram: bool) -> None:
-    entry = ps_entry(dataclasses.replace(desc, on_gpu=on_gpu))
-    assert set(entry) == {"name", "model", "size", "digest", "details", "expires_at", "size_vram", "context_length"}
+    entry = ps_entry(dataclasses.replace(desc, on_gpu=on_gpu), replicas=3)
+    assert set(entry) == {"name", "model", "size", "digest", "details", "expires_at", "size_vram", "context_length", "replicas"}
+    assert entry["replicas"] == 3
     assert entry["expires_at"] == FOREVER
     assert entry["size_vram"] == (desc.size if vram else 0)
     assert entry["context_length"] == 2048

@@ -38,8 +38,13 @@ RESULTS = {
 def test_targets_are_judged_from_the_points() -> None:
     rows = {name: (measured, met) for name, measured, _, met in performance_doc.targets(RESULTS)}
     assert rows["throughput at C=32 vs vLLM's own server"] == ("1.10x", True)
-    assert rows["the same with a second model in the application"] == ("0.85x", False)
-    assert rows["TTFT p50 at C=1 vs vLLM's own"] == ("+3.0 ms", True)
+    assert rows["throughput at C=1 vs vLLM's own server"] == ("0.98x", False)
+    assert "throughput at C=8 vs vLLM's own server" not in rows  # not measured
+    assert rows["second model: throughput at C=32 vs vLLM's own server"] == ("0.85x", False)
+    assert rows["TTFT p50 at C=1 vs vLLM's own"] == ("+3.0 ms (13.0 vs 10.0)", True)
+    assert rows["TTFT p50 at C=32 vs vLLM's own"] == ("-10.0 ms (90.0 vs 100.0)", True)
+    assert rows["second model: TTFT p50 at C=32 vs vLLM's own"] == ("-5.0 ms (95.0 vs 100.0)", True)
+    assert rows["E2E p50 at C=1 vs vLLM's own"] == ("1.00x (1.0 vs 1.0 ms)", True)
     assert rows["throughput at C=32 vs llama.cpp one request at a time"] == ("5.50x", True)
     assert rows["large model: throughput at C=32 vs vLLM's own"] == ("n/a", None)  # not measured
     assert rows["ready to serve vs vLLM's own start"] == ("50.0 s vs 30.0 s", False)
@@ -78,7 +83,7 @@ def test_targets_take_the_median_over_every_run_not_the_shown_run() -> None:
     results = {**RESULTS, "targets": [vllm, vllama]}
     rows = {name: measured for name, measured, _, _ in performance_doc.targets(results)}
     assert rows["throughput at C=32 vs vLLM's own server"] == "1.02x"  # 3531 / 3458.5
-    assert rows["TTFT p50 at C=1 vs vLLM's own"] == "+2.0 ms"  # 13.5 - 11.5
+    assert rows["TTFT p50 at C=1 vs vLLM's own"] == "+2.0 ms (13.5 vs 11.5)"
     assert rows["ready to serve vs vLLM's own start"] == "41.5 s vs 35.0 s"
     table = "\n".join(performance_doc.runs_at_highest_concurrency(results))
     assert "| vLLM | 32 | 62.3, 77.4, 76.1, 60.5 | 69.2 |" in table

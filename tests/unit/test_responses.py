@@ -18,6 +18,7 @@ from vllama.translate.responses import (
     load_object,
     logprob_objects,
     metrics,
+    resumed_metrics,
 )
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -290,3 +291,71 @@ def test_final_object_carries_all_logprobs(kind: str) -> None:
     SCHEMAS[kind].model_validate(obj)
     assert [e["token"] for e in obj["logprobs"]] == ["a", "b"]
     assert "logprobs" not in final_object(kind, "m", "ab", "stop", {})  # type: ignore[arg-type]
+
+
+# --- resumed_metrics -------------------------------------------------------------------------------
+# An answer a second replica finished: its figures are the whole answer's, as the client saw it.
+
+
+def test_resumed_metrics_span_both_attempts() -> None:
+    values = resumed_metrics(
+        RequestClock(arrival_ns=1_000, submitted_ns=50_000),  # submitted: when the second replica's engine took it
+        prompt_tokens=10,
+        eval_tokens=8,
+        load_ns=300,  # the first attempt's
+        prefill_ns=2_000,
+        first_token_ns=4_000,  # the first attempt's first token
+        last_token_ns=90_000,  # the second attempt's last
+        now_ns=100_000,
+    )
+    assert values == {
+        "total_duration": 99_000,  # from the request's arrival at the ingress
+        "load_duration": 300,
+        "prompt_eval_count": 10,
+        "prompt_eval_duration": 2_000,
+        "eval_count": 8,
+        "eval_duration": 86_000,  # the resumed prompt's evaluation is part of it
+    }
+    Metrics.model_validate(values)
+
+
+def test_resumed_metrics_ignore_the_second_submission() -> None:
+    common: dict[str, Any] = {
+        "prompt_tokens": 3, "eval_tokens": 4, "load_ns": 10, "prefill_ns": 20,
+        "first_token_ns": 100, "last_token_ns": 500, "now_ns": 600,
+    }
+    early = resumed_metrics(RequestClock(arrival_ns=0, submitted_ns=5), **common)
+    late = resumed_metrics(RequestClock(arrival_ns=0, submitted_ns=450), **common)
+    assert early == late
+    assert early["load_duration"] == 10 and early["prompt_eval_duration"] == 20
+
+
+def test_resumed_metrics_omit_zero_values() -> None:
+    values = resumed_metrics(
+        RequestClock(arrival_ns=100, submitted_ns=100),
+        prompt_tokens=7,
+        eval_tokens=0,
+        load_ns=0,
+        prefill_ns=0,
+        first_token_ns=400,
+        last_token_ns=400,
+        now_ns=1_100,
+    )
+    assert values == {"total_duration": 1_000, "prompt_eval_count": 7}
+
+
+def test_resumed_metrics_default_now_is_monotonic() -> None:
+    import time
+
+    arrival = time.monotonic_ns()
+    values = resumed_metrics(
+        RequestClock(arrival_ns=arrival, submitted_ns=arrival),
+        prompt_tokens=1,
+        eval_tokens=2,
+        load_ns=1,
+        prefill_ns=1,
+        first_token_ns=arrival,
+        last_token_ns=arrival + 5,
+    )
+    assert 0 < values["total_duration"] < 10_000_000_000
+    assert values["eval_duration"] == 5

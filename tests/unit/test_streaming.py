@@ -1,10 +1,8 @@
-"""Streaming: `batched` (chunks over a Ray hop) and HTTP streams with Ollama's error rules."""
+"""Streaming: HTTP streams with Ollama's error rules."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,127 +13,6 @@ from starlette.testclient import TestClient
 from vllama.errors import EngineFailed, InvalidRequest, ModelNotFound, Overloaded
 from vllama.serve import errors
 from vllama.serve.responses import NDJSON, SSE, json_response, ollama_error_line, openai_error_event, stream_response
-from vllama.serve.targets import batched
-
-# --- batched ---------------------------------------------------------------------------------------
-
-
-async def collect(source: AsyncIterator[bytes], interval_s: float) -> list[list[bytes]]:
-    return [batch async for batch in batched(source, interval_s)]
-
-
-async def test_first_chunk_alone_and_immediately() -> None:
-    async def source() -> AsyncIterator[bytes]:
-        yield b"a"
-        await asyncio.sleep(0.01)
-        yield b"b"
-        await asyncio.sleep(0.01)
-        yield b"c"
-
-    gen = batched(source(), 0.2)
-    start = time.monotonic()
-    first = await gen.__anext__()
-    assert first == [b"a"]
-    assert time.monotonic() - start < 0.1  # did not wait for the interval
-    rest = [batch async for batch in gen]
-    assert rest == [[b"b", b"c"]]  # grouped within the interval
-    assert time.monotonic() - start >= 0.18
-
-
-async def test_chunks_already_made_are_grouped() -> None:
-    async def source() -> AsyncIterator[bytes]:
-        for chunk in (b"1", b"2", b"3", b"4"):
-            yield chunk
-
-    batches = await collect(source(), 0.01)
-    assert [c for batch in batches for c in batch] == [b"1", b"2", b"3", b"4"]
-    assert all(batches)
-
-
-async def test_interval_zero_keeps_order() -> None:
-    async def source() -> AsyncIterator[bytes]:
-        for i in range(20):
-            yield str(i).encode()
-            if i % 3 == 0:
-                await asyncio.sleep(0)
-
-    batches = await collect(source(), 0)
-    assert [c for batch in batches for c in batch] == [str(i).encode() for i in range(20)]
-    assert all(batches)
-
-
-async def test_empty_source() -> None:
-    async def source() -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover
-
-    assert await collect(source(), 0.01) == []
-
-
-async def test_error_before_first_item_raises_from_first_anext() -> None:
-    async def source() -> AsyncIterator[bytes]:
-        raise InvalidRequest("bad option")
-        yield b""  # pragma: no cover
-
-    gen = batched(source(), 0.01)
-    with pytest.raises(InvalidRequest, match="bad option"):
-        await gen.__anext__()
-
-
-async def test_error_after_items_raised_after_them() -> None:
-    async def source() -> AsyncIterator[bytes]:
-        yield b"a"
-        await asyncio.sleep(0.005)
-        yield b"b"
-        yield b"c"
-        raise EngineFailed("boom")
-
-    received: list[bytes] = []
-    with pytest.raises(EngineFailed, match="boom"):
-        async for batch in batched(source(), 0.02):
-            received.extend(batch)
-    assert received == [b"a", b"b", b"c"]
-
-
-async def test_closing_consumer_closes_source() -> None:
-    closed = asyncio.Event()
-    produced = 0
-
-    async def source() -> AsyncIterator[bytes]:
-        nonlocal produced
-        try:
-            while True:
-                produced += 1
-                yield b"x"
-                await asyncio.sleep(0.001)
-        finally:
-            closed.set()
-
-    gen = batched(source(), 0.01)
-    assert await gen.__anext__() == [b"x"]
-    await gen.aclose()
-    assert closed.is_set()
-    count = produced
-    await asyncio.sleep(0.02)
-    assert produced == count  # nothing runs on after the close
-
-
-async def test_closing_consumer_closes_waiting_source() -> None:
-    closed = asyncio.Event()
-
-    async def source() -> AsyncIterator[bytes]:
-        try:
-            yield b"first"
-            await asyncio.Event().wait()  # an engine that never answers again
-            yield b"never"  # pragma: no cover
-        finally:
-            closed.set()
-
-    gen = batched(source(), 0.01)
-    assert await gen.__anext__() == [b"first"]
-    await asyncio.wait_for(gen.aclose(), 1)
-    assert closed.is_set()
-
 
 # --- stream_response and error rendering ----------------------------------------------------------
 

@@ -27,6 +27,8 @@ class Workload:
     output_tokens: int
     endpoint: Literal["chat", "generate"] = "chat"
     temperature: float = 0.0
+    #: A chat's whole history (multi-turn workload); None: one user message, `prompt`.
+    messages: tuple[dict[str, str], ...] | None = None
 
 
 def request_body(api: Api, work: Workload) -> tuple[str, bytes]:
@@ -34,7 +36,7 @@ def request_body(api: Api, work: Workload) -> tuple[str, bytes]:
     if api == "ollama":
         options = {"num_predict": work.output_tokens, "ignore_eos": True, "temperature": work.temperature}
         if work.endpoint == "chat":
-            body: dict[str, Any] = {"model": work.model, "messages": [{"role": "user", "content": work.prompt}]}
+            body: dict[str, Any] = {"model": work.model, "messages": _messages(work)}
             path = "/api/chat"
         else:
             body, path = {"model": work.model, "prompt": work.prompt}, "/api/generate"
@@ -46,15 +48,24 @@ def request_body(api: Api, work: Workload) -> tuple[str, bytes]:
         "temperature": work.temperature,
     }
     if work.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": work.prompt}]
+        body["messages"] = _messages(work)
         return "/v1/chat/completions", orjson.dumps(body)
     body["prompt"] = work.prompt
     return "/v1/completions", orjson.dumps(body)
 
 
-async def timed_request(session: aiohttp.ClientSession, base_url: str, api: Api, work: Workload) -> RequestRecord:
+def _messages(work: Workload) -> list[dict[str, str]]:
+    return list(work.messages) if work.messages is not None else [{"role": "user", "content": work.prompt}]
+
+
+async def timed_request(
+    session: aiohttp.ClientSession, base_url: str, api: Api, work: Workload, *, keep_text: bool = False
+) -> RequestRecord:
+    """`keep_text`: also keep the streamed text (`record.text`), which a multi-turn conversation
+    sends back as the assistant's message; it costs a full parse of every Ollama chunk, so the
+    single-turn workload does without."""
     path, body = request_body(api, work)
-    record = RequestRecord(start=time.perf_counter())
+    record = RequestRecord(start=time.perf_counter(), text=[] if keep_text else None)
     try:
         async with session.post(base_url + path, data=body, headers={"Content-Type": "application/json"}) as response:
             if response.status != 200:
@@ -85,15 +96,23 @@ async def _read_ndjson(response: aiohttp.ClientResponse, record: RequestRecord) 
         if b'"done":false' in line:
             if not line.endswith(b'"response":"","done":false}\n') and b'"content":""}' not in line:
                 _text_arrived(record)
+                if record.text is not None:
+                    record.text.append(_ollama_text(orjson.loads(line)))
             continue
         final = orjson.loads(line)
         if "error" in final:
             record.error = str(final["error"])
             return
+        if record.text is not None:
+            record.text.append(_ollama_text(final))
         record.output_tokens = int(final.get("eval_count", 0))
         record.prompt_tokens = int(final.get("prompt_eval_count", 0))
     if not record.output_tokens and record.error is None:
         record.error = "stream ended without a final object"
+
+
+def _ollama_text(chunk: dict[str, Any]) -> str:
+    return str((chunk.get("message") or {}).get("content") or chunk.get("response") or "")
 
 
 async def _read_sse(response: aiohttp.ClientResponse, record: RequestRecord, requested: int) -> None:
@@ -112,6 +131,8 @@ async def _read_sse(response: aiohttp.ClientResponse, record: RequestRecord, req
             text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
             if text:
                 _text_arrived(record)
+                if record.text is not None:
+                    record.text.append(text)
             finish_reason = choice.get("finish_reason") or finish_reason
         if usage := chunk.get("usage"):
             record.output_tokens = int(usage.get("completion_tokens") or 0)

@@ -7,9 +7,13 @@ JSON schema `vllama-bench/1` (one document per invocation):
       "created_at": "2026-11-26T19:00:00Z",
       "hardware": {"cpu": str, "cores": int, "memory_gib": float, "gpus": [str]},
       "versions": {"vllama": str, "python": str},
-      "workload": {"api": "ollama"|"openai", "endpoint": "chat"|"generate", "model": str,
+      "workload": {"kind": "single"|"multiturn",
+                   "api": "ollama"|"openai", "endpoint": "chat"|"generate", "model": str,
                    "iterations": int, "warmup": int|null, "output_tokens": int,
-                   "input_words": int, "request_rate": float|null, "repeat": int},
+                   "input_words": int, "request_rate": float|null, "repeat": int,
+                   # multiturn only (iterations: conversations * turns, warmup: 0; the
+                   # words of a run come from seed + its index, new each invocation):
+                   "conversations": int, "turns": int, "system_words": int, "seed": int},
       "targets": [
         {"name": str, "url": str, "api": str, "model": str,
          "points": [
@@ -30,6 +34,15 @@ JSON schema `vllama-bench/1` (one document per invocation):
                "output_tokens_per_s", "output_tokens", "mean_output_tokens", "mean_prompt_tokens",
                "ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"}
     each *_ms = {"mean", "p50", "p90", "p99"} in milliseconds (see vllama.bench.stats).
+
+    A multiturn run's SUMMARY has, besides (vllama.bench.multiturn):
+      "first_turn", "later_turns": TURNS, "turns": [{"turn": int (from 1), **TURNS}, ...],
+      "prefix_cache": {"available": bool, "hit_rate": float|null, "note": str|null,
+                       # when available, over the run (deltas of /vllama/status's counters):
+                       "prefix_cache_queries": int, "prefix_cache_hits": int, "completed_requests": int,
+                       "replicas": [{"replica", "node", "state", "completed_requests", "share",
+                                     "prefix_cache_queries", "prefix_cache_hits", "hit_rate"}]}
+    TURNS = {"requests", "failed", "mean_prompt_tokens", "ttft_ms", "e2e_ms"}
 """
 
 from __future__ import annotations
@@ -128,6 +141,9 @@ def print_tables(doc: dict[str, Any]) -> None:
                 f"{s['failed']}" + (f" ({s['first_error'][:40]})" if s["first_error"] else ""),
             )
         console.print(table)
+        if doc["workload"].get("kind") == "multiturn":
+            for point in target["points"]:
+                _print_multiturn(console, point)
     if doc.get("ratios"):
         first, second = doc["targets"][0]["name"], doc["targets"][1]["name"]
         table = Table(title=f"{first} / {second}")
@@ -141,6 +157,59 @@ def print_tables(doc: dict[str, Any]) -> None:
 
 def _ms(value: float) -> str:
     return f"{value:.1f} ms"
+
+
+def turn_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """A multiturn run by turn: each turn index, then turn 1 against all later turns."""
+    def row(label: str, t: dict[str, Any]) -> list[str]:
+        return [label, str(t["requests"]), f"{t['mean_prompt_tokens']:.0f}", _ms(t["ttft_ms"]["p50"]),
+                _ms(t["ttft_ms"]["p99"]), _ms(t["e2e_ms"]["p50"]), str(t["failed"])]
+
+    rows = [row(str(t["turn"]), t) for t in summary["turns"]]
+    return [*rows, row("1", summary["first_turn"]), row("2+", summary["later_turns"])]
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def cache_rows(cache: dict[str, Any]) -> list[list[str]]:
+    """The run's prefix-cache use per replica, then all replicas together."""
+    rows = []
+    for r in cache["replicas"]:
+        counted = r["completed_requests"] is not None
+        rows.append([str(r["replica"]), str(r.get("node") or ""), str(r["completed_requests"]) if counted else "n/a",
+                     percent(r["share"]), percent(r["hit_rate"])])
+    rows.append(["all", "", str(cache["completed_requests"]), percent(1.0 if cache["completed_requests"] else None),
+                 percent(cache["hit_rate"])])
+    return rows
+
+
+def _print_multiturn(console: Any, point: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    s = point["summary"]
+    table = Table(title=f"C={point['concurrency']} by turn (later turns re-send the history)")
+    for column in ("turn", "requests", "prompt tokens", "TTFT p50", "TTFT p99", "E2E p50", "failed"):
+        table.add_column(column, justify="right")
+    rows = turn_rows(s)
+    for i, row in enumerate(rows):
+        table.add_row(*row, end_section=i == len(rows) - 3)
+    console.print(table)
+    cache = s["prefix_cache"]
+    if not cache["available"]:
+        console.print(f"prefix cache: no figures ({cache['note']})")
+        return
+    table = Table(title=f"C={point['concurrency']} prefix cache over the run",
+                  caption="hit rate: prompt tokens found cached / looked up")
+    for column in ("replica", "node", "requests", "share", "hit rate"):
+        table.add_column(column, justify="right")
+    rows = cache_rows(cache)
+    for i, row in enumerate(rows):
+        table.add_row(*row, end_section=i == len(rows) - 2)
+    console.print(table)
+    if cache["note"]:
+        console.print(f"note: {cache['note']}")
 
 
 def plot(doc: dict[str, Any], path: Path) -> Path:

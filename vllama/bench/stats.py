@@ -33,6 +33,8 @@ class RequestRecord:
     output_tokens: int = 0
     prompt_tokens: int = 0
     error: str | None = None
+    #: The streamed text's pieces, when the caller asked for them (`timed_request(keep_text=)`).
+    text: list[str] | None = None
 
     @property
     def ok(self) -> bool:

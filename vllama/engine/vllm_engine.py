@@ -18,10 +18,14 @@ from vllama.engine.pacing import paced
 from vllama.engine.params import SamplingSettings, StructuredOutput
 from vllama.engine.startup import OutputTap, explain, root_cause
 from vllama.engine.types import EngineDelta, Timings, TokenLogprob
+from vllama.engine.vllm_errors import from_vllm
 from vllama.engine.vllm_openai import OpenAIServing
 from vllama.errors import ConfigError, EngineFailed, InvalidRequest
 
 logger = logging.getLogger(__name__)
+
+#: vLLM's metrics that `VllmEngine.cache_stats` reads.
+_CACHE_METRICS = ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits", "vllm:kv_cache_usage_perc")
 
 # Keys that vllama sets itself from the model's name and source.
 RESERVED_ENGINE_KWARGS = frozenset({"model", "served_model_name"})
@@ -54,11 +58,16 @@ class CountingEngineClient:
         self.stream_interval_s = stream_interval_s
         self.completed_requests = 0
         self.aborted_requests = 0
+        #: When the engine last gave an output to any request, and last took a new one
+        #: (monotonic seconds): an engine with work that gives nothing for long has stalled.
+        self.last_output_s = time.monotonic()
+        self.last_submit_s = self.last_output_s
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
     async def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        self.last_submit_s = time.monotonic()
         stream = self._engine.generate(*args, **kwargs)
         params = args[1] if len(args) > 1 else kwargs.get("sampling_params")
         outputs = stream
@@ -68,6 +77,7 @@ class CountingEngineClient:
         ended = False
         try:
             async for output in outputs:
+                self.last_output_s = time.monotonic()
                 if output.finished:
                     ended = True
                     if output.outputs and output.outputs[0].finish_reason == "abort":
@@ -247,7 +257,7 @@ class VllmEngine:
                 [list(messages)], ChatParams(chat_template_kwargs=template_kwargs)
             )
         except VLLMError as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise from_vllm(exc, self.name) from exc
         except Exception as exc:  # a template that raises on these messages (jinja's TemplateError...)
             raise InvalidRequest(f"the chat template failed on these messages: {exc}") from exc
         return list(rendered["prompt_token_ids"])
@@ -286,7 +296,7 @@ class VllmEngine:
             async for output in self._engine.encode(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id):
                 final = output
         except VLLMError as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise from_vllm(exc, self.name) from exc
         if final is None:
             raise EngineFailed("the engine returned no embedding")
         return [float(v) for v in final.outputs.data.tolist()]
@@ -323,7 +333,7 @@ class VllmEngine:
                     logprobs=logprobs,
                 )
         except VLLMError as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise from_vllm(exc, self.name) from exc
         finally:
             await stream.aclose()  # closing early aborts the request (CountingEngineClient)
 
@@ -381,8 +391,61 @@ class VllmEngine:
     async def check_health(self) -> None:
         await self._engine.check_health()
 
+    def cache_stats(self) -> dict[str, Any]:
+        """The prefix cache's use since the engine started (prompt tokens looked up, and found
+        cached) and the KV cache's current use, from vLLM's own metrics in this process."""
+        import prometheus_client
+
+        totals = dict.fromkeys(_CACHE_METRICS, 0.0)
+        for family in prometheus_client.REGISTRY.collect():
+            if family.name in totals:
+                for sample in family.samples:
+                    if sample.labels.get("model_name") == self.name and not sample.name.endswith("_created"):
+                        totals[family.name] += sample.value
+        queries, hits = totals["vllm:prefix_cache_queries"], totals["vllm:prefix_cache_hits"]
+        return {
+            "prefix_cache_queries": int(queries),
+            "prefix_cache_hits": int(hits),
+            "prefix_cache_hit_rate": round(hits / queries, 4) if queries else None,
+            "kv_cache_usage": round(totals["vllm:kv_cache_usage_perc"], 4),
+        }
+
+    @property
+    def dead(self) -> bool:
+        """The engine stopped for good (its process died): only a new replica can serve again."""
+        return bool(self._engine.errored)
+
+    def stalled_for(self) -> float:
+        """Seconds the engine has held requests without giving any of them an output (0: it is
+        idle or making progress). A hung engine is alive to vLLM's own health check."""
+        if self.num_unfinished_requests() == 0:
+            return 0.0
+        return time.monotonic() - max(self._engine.last_output_s, self._engine.last_submit_s)
+
+    def death_cause(self) -> str:
+        """Why the engine stopped, as far as its processes tell (exit codes, the last error line)."""
+        try:
+            finished = self._engine.engine_core.resources.engine_manager.finished_procs()
+        except AttributeError:  # another executor, or vLLM moved it: say what is known
+            finished = {}
+        exits = [f"{name} exited with {_exit_text(code)}" for name, code in finished.items() if code != 0]
+        if exits:
+            return "; ".join(exits)
+        return root_cause(OutputTap.install().recent_lines()) or "the engine process stopped"
+
     def shutdown(self) -> None:
         self._engine.shutdown()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        import signal
+
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
 
 
 def _timings(metrics: Any) -> Timings | None:

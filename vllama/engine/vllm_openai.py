@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from vllama.engine.vllm_errors import from_vllm
 from vllama.errors import InvalidRequest, VllamaError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class OpenAIServing:
             else:
                 result = await self.completion.create_completion(request, None)
         except VLLMError as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise from_vllm(exc) from exc
         if isinstance(result, ErrorResponse):
             raise VllamaError(result.error.message, status_code=int(result.error.code or 500))
         return result
@@ -115,7 +116,9 @@ class OpenAIServing:
         request.model = self.models.base_model_paths[0].name
         try:
             result = await self.embedding(request)
-        except (VLLMError, ValueError) as exc:
+        except VLLMError as exc:
+            raise from_vllm(exc) from exc
+        except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         if isinstance(result, ErrorResponse):
             raise VllamaError(result.error.message, status_code=int(result.error.code or 500))

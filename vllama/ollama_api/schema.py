@@ -415,6 +415,8 @@ class ProcessModelResponse(WireModel):
     expires_at: str
     size_vram: int
     context_length: int
+    replicas: int = 1
+    """vllama's addition: engine replicas serving the model (each holds `size_vram`)."""
 
 
 class ShowResponse(WireModel):

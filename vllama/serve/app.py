@@ -1,8 +1,9 @@
 """`build_app(args)`: the one way in, for `serve run` (import_path) and for `vllama serve`.
 
-config (pydantic) -> resolved models -> one Serve deployment per model, the first model's
-deployment being the application's ingress. Its peers are bound in, so that it can forward
-requests for the other models by the body's `model` (HAProxy routes by path only).
+config (pydantic) -> resolved models -> one engine deployment per model (`replica.py`), and the
+ingress deployment (`ingress.py`), the application's HTTP entry, bound to all of them. Each
+engine deployment has vllama's request router (`router.py`), through which the ingress learns
+its running replicas, and, when autoscaled, vllama's policy (`scaling.py`).
 """
 
 from __future__ import annotations
@@ -12,20 +13,32 @@ from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
 
-from vllama.config import DeploymentSettings, ServingConfig
+from vllama.config import DeploymentSettings, IngressConfig, ServingConfig
 from vllama.models.resolve import ResolvedModel, detect_accelerator, home_dir, resolve
-from vllama.serve.server import IngressModelServer, ModelServer, ServerSettings
+from vllama.serve import scaling
+from vllama.serve.ingress import Ingress, IngressSettings
+from vllama.serve.replica import EngineReplica, ReplicaSettings
 
 logger = logging.getLogger("vllama")
 
 #: When neither the config nor the engine settings say: `vllm serve`'s usual max_num_seqs x 2.
 DEFAULT_MAX_ONGOING_REQUESTS = 512
+#: The engine's batch when the config does not set max_num_seqs (vLLM's usual default).
+DEFAULT_MAX_NUM_SEQS = 256
+INGRESS_DEPLOYMENT = "Ingress"
+#: Serve's default `graceful_shutdown_timeout_s`: how long a stopping replica lets requests finish.
+DEFAULT_GRACEFUL_SHUTDOWN_S = 20.0
+#: By import path: Serve imports it in each process that routes to an engine deployment.
+ROUTER_CLASS = "vllama.serve.router.VllamaRouter"
+#: The ingress scales out on requests in flight; it needs no GPU and reserves no CPU.
+DEFAULT_INGRESS_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 256}
 
 #: Set in each replica's process (read when Ray Serve's modules load there). By default Serve
-#: runs a replica's code on an event loop in a thread of its own and hands every response chunk
-#: over to its HTTP server's loop in the main thread: for a token stream that is one cross-thread
-#: hop per token. With the replica's code on the HTTP server's loop, as Ray's own
+#: runs a replica's code on an event loop in a thread of its own and hands every message over to
+#: the loop of its HTTP or gRPC server in the main thread: for a token stream that is one
+#: cross-thread hop per chunk. With the replica's code on the server's loop, as Ray's own
 #: RAY_SERVE_THROUGHPUT_OPTIMIZED mode does, the replica's CPU per request fell from 6.6 to 4.2 ms
 #: (tiny model, 32 streams, 2 cores; vLLM's own api_server: 4.3 ms), see docs/PERFORMANCE.md.
 #: The cost: code that blocks the loop also delays Serve's health checks and metrics, so
@@ -36,26 +49,31 @@ REPLICA_ENV_VARS = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 def build_app(args: dict[str, Any]) -> Application:
     config = ServingConfig.model_validate(args)
     accelerator = detect_accelerator() if config.accelerator == "auto" else config.accelerator
-    settings = ServerSettings(
-        accelerator=accelerator,
-        forward_batch_interval_ms=config.forward_batch_interval_ms,
-        stream_interval_ms=config.stream_interval_ms,
-        home=str(home_dir()),
-    )
     resolved = [resolve(m, accelerator) for m in config.models]
     # Engine arguments are checked by each replica before its engine starts (VllmEngine.start):
     # checking them here too would import vLLM in the driver, 10 s of every start on our machines.
-    deployments = [
-        (model, deployment_options(model, model_config.deployment, accelerator, access_log=config.access_log))
-        for model, model_config in zip(resolved, config.models, strict=True)
-    ]
-
-    ingress_model, ingress_options = deployments[0]
-    peers = {  # by display name; the ingress forwards requests for these models to them
-        model.name: serve.deployment(ModelServer).options(**options).bind(model, {}, settings)
-        for model, options in deployments[1:]
-    }
-    return serve.deployment(IngressModelServer).options(**ingress_options).bind(ingress_model, peers, settings)
+    engines = {}
+    for model, model_config in zip(resolved, config.models, strict=True):
+        settings = model_config.deployment
+        options = deployment_options(model, settings, accelerator, access_log=config.access_log)
+        replica = ReplicaSettings(
+            accelerator=accelerator,
+            stream_interval_ms=config.stream_interval_ms,
+            stall_timeout_s=settings.engine_stall_timeout_s,
+            # Serve kills a stopping replica after its graceful shutdown timeout: leave its engine
+            # the time to stop.
+            drain_timeout_s=max((settings.graceful_shutdown_timeout_s or DEFAULT_GRACEFUL_SHUTDOWN_S) - 2, 0),
+        )
+        engines[model.name] = serve.deployment(EngineReplica).options(**options).bind(model, replica)
+    routings = [c.routing or config.routing for c in config.models]
+    ingress = IngressSettings(
+        home=str(home_dir()),
+        deployments={m.name: deployment_name(m.name) for m in resolved},
+        prefix_routing={m.name: r == "prefix" for m, r in zip(resolved, routings, strict=True)},
+        failover=config.failover,
+    )
+    options = ingress_options(config.ingress, access_log=config.access_log)
+    return serve.deployment(Ingress).options(**options).bind(engines, ingress)
 
 
 def deployment_name(model_name: str) -> str:
@@ -63,10 +81,32 @@ def deployment_name(model_name: str) -> str:
     return "ModelServer:" + model_name.replace("/", "--").replace(".", "_")
 
 
+def ingress_options(config: IngressConfig, *, access_log: bool = True) -> dict[str, Any]:
+    actor = {"num_cpus": 0, **(config.ray_actor_options or {})}
+    actor["runtime_env"] = _replica_runtime_env(actor.get("runtime_env"))
+    options: dict[str, Any] = {
+        "name": INGRESS_DEPLOYMENT,
+        "ray_actor_options": actor,
+        "max_ongoing_requests": config.max_ongoing_requests,
+    }
+    if config.num_replicas is not None:
+        options["num_replicas"] = config.num_replicas
+    else:
+        options["autoscaling_config"] = config.autoscaling_config or dict(DEFAULT_INGRESS_AUTOSCALING)
+    if not access_log:
+        options["logging_config"] = {"enable_access_log": False}
+    return options
+
+
 def deployment_options(
-    model: ResolvedModel, settings: DeploymentSettings, accelerator: str, *, access_log: bool = True
+    model: ResolvedModel,
+    settings: DeploymentSettings,
+    accelerator: str,
+    *,
+    access_log: bool = True,
 ) -> dict[str, Any]:
-    """Serve options for one model: resources per replica, scaling and health checks.
+    """Serve options for one model's engine deployment: resources per replica, scaling, routing
+    and health checks.
 
     GPU placement: a replica of a model with tensor_parallel_size x pipeline_parallel_size = n
     - with vLLM's default multiprocessing backend takes n GPUs on one node
@@ -89,8 +129,7 @@ def deployment_options(
     else:
         actor = {"num_cpus": 0}
     user_actor_options = dict(settings.ray_actor_options or {})
-    runtime_env = dict(user_actor_options.pop("runtime_env", None) or {})
-    runtime_env["env_vars"] = {**REPLICA_ENV_VARS, **(runtime_env.get("env_vars") or {})}
+    runtime_env = _replica_runtime_env(user_actor_options.pop("runtime_env", None))
     actor.update(user_actor_options)
     actor["runtime_env"] = runtime_env
     options["ray_actor_options"] = actor
@@ -100,12 +139,26 @@ def deployment_options(
         2 * int(max_num_seqs) if max_num_seqs else DEFAULT_MAX_ONGOING_REQUESTS
     )
     if settings.autoscaling_config is not None:
-        options["autoscaling_config"] = settings.autoscaling_config
+        options["autoscaling_config"] = {
+            # What fills the engine's batch: more requests than that wait in its queue.
+            "target_ongoing_requests": int(max_num_seqs or DEFAULT_MAX_NUM_SEQS),
+            # Requests take the channel, not Serve's handles: scale on what the replicas hold.
+            "policy": {"policy_function": scaling.POLICY},
+            **settings.autoscaling_config,
+        }
     else:
         options["num_replicas"] = 1 if settings.num_replicas is None else settings.num_replicas
+    options["request_router_config"] = RequestRouterConfig(request_router_class=ROUTER_CLASS)
     if not access_log:
         options["logging_config"] = {"enable_access_log": False}
-    for key in ("health_check_period_s", "health_check_timeout_s", "max_constructor_retry_count"):
+    for key in ("health_check_period_s", "health_check_timeout_s", "max_constructor_retry_count",
+                "graceful_shutdown_timeout_s", "max_replicas_per_node"):
         if (value := getattr(settings, key)) is not None:
             options[key] = value
     return options
+
+
+def _replica_runtime_env(given: dict[str, Any] | None) -> dict[str, Any]:
+    runtime_env = dict(given or {})
+    runtime_env["env_vars"] = {**REPLICA_ENV_VARS, **(runtime_env.get("env_vars") or {})}
+    return runtime_env

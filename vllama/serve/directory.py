@@ -47,6 +47,12 @@ class ModelDirectory:
         """The served models (one engine each)."""
         return list(self._targets.values())
 
+    async def loaded(self) -> list[tuple[ModelDescription, int]]:
+        """The served models with their running replicas (`/api/ps`)."""
+        targets = list(self._targets.values())
+        descriptions = await asyncio.gather(*(t.describe() for t in targets))
+        return [(d, t.replica_count()) for d, t in zip(descriptions, targets, strict=True)]
+
     async def describe_all(self) -> list[ModelDescription]:
         """Served models, then created ones whose base is served."""
         served = list(await asyncio.gather(*(t.describe() for t in self._targets.values())))

@@ -1,9 +1,12 @@
-"""The FastAPI application each replica serves (behind HAProxy, straight from the replica)."""
+"""The FastAPI application the ingress serves (behind HAProxy, straight from its replicas)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import prometheus_client
 from fastapi import FastAPI
@@ -16,10 +19,12 @@ from vllama.models.manage import ModelManager
 from vllama.models.registry import Registry
 from vllama.serve import errors, routes_ollama, routes_openai
 from vllama.serve.directory import ModelDirectory
+from vllama.serve.metrics import merge
 from vllama.serve.responses import json_response
 
 
-def build_http_app(directory: ModelDirectory, home: Path) -> FastAPI:
+def build_http_app(directory: ModelDirectory, home: Path, about: dict[str, Any] | None = None) -> FastAPI:
+    """`about`: what `/vllama/status` says of the ingress replica that answers it."""
     app = FastAPI(title="vllama", version=__version__, docs_url="/vllama/docs", openapi_url="/vllama/openapi.json")
     app.state.directory = directory
     app.state.home = home
@@ -31,12 +36,35 @@ def build_http_app(directory: ModelDirectory, home: Path) -> FastAPI:
 
     @app.get("/vllama/status")
     async def status(request: Request) -> Response:
-        """Engines of every model: requests they hold now. Used to prove aborts in tests, and
-        as a readiness probe (the replica serves HTTP only once its engine is up)."""
+        """Every model's engine replicas: node, state, requests they hold, prefix-cache hits
+        (vLLM's own counts, asked of each replica), and the model's totals."""
         targets = directory.targets
         states = await asyncio.gather(*(t.status() for t in targets))
-        return json_response({"version": __version__, "models": {t.name: s for t, s in zip(targets, states)}})
+        ingress = {**(about or {}), **process_footprint()}
+        return json_response({
+            "version": __version__, "ingress": ingress, "models": {t.name: s for t, s in zip(targets, states, strict=True)},
+        })
 
-    # vLLM's own metrics (vllm:num_requests_running, time to first token...) from this replica.
-    app.mount("/metrics", prometheus_client.make_asgi_app())
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        """vLLM's metrics of every engine replica (a `replica` label each) after this process's own."""
+        per_model = await asyncio.gather(*(t.metrics() for t in directory.targets))
+        body = merge(prometheus_client.generate_latest(), [pair for pairs in per_model for pair in pairs])
+        return Response(body, media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
     return app
+
+
+#: Modules an ingress process must never load: it holds no engine.
+ENGINE_MODULES = ("vllm", "torch", "transformers")
+
+
+def process_footprint() -> dict[str, Any]:
+    """This process's resident memory, and which engine modules it has loaded (none, for an ingress)."""
+    rss = None
+    try:
+        with open(f"/proc/{os.getpid()}/status") as status:
+            rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):  # not Linux
+        pass
+    return {"pid": os.getpid(), "rss_bytes": rss, "engine_modules": [m for m in ENGINE_MODULES if m in sys.modules]}

@@ -22,10 +22,11 @@ from typing import Any
 from vllama.engine.params import ChatPrompt, ContextLimits, FillInMiddle, SamplingSettings, TextPrompt
 from vllama.engine.types import EngineDelta, TokenLogprob
 from vllama.engine.vllm_engine import VllmEngine
-from vllama.errors import InvalidRequest
+from vllama.errors import EngineFailed, InvalidRequest
 from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
+from vllama.serve.hop import Piece, Resume, StreamStart
 from vllama.translate import chat as chat_translation
 from vllama.translate import prompts
 from vllama.translate.options import (
@@ -35,18 +36,27 @@ from vllama.translate.options import (
     options_to_sampling,
     structured_output,
 )
-from vllama.translate.responses import Kind, RequestClock, StreamEncoder, final_object, metrics
+from vllama.translate.responses import Kind, RequestClock, StreamEncoder, final_object, metrics, resumed_metrics
 
 OllamaRequest = GenerateRequest | ChatRequest
 
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
+    #: What the engine gets: the rendered prompt, then (for a resumed stream) the tokens the
+    #: client already has.
     prompt_token_ids: list[int]
     sampling: SamplingSettings
     request_id: str
     #: Set when the request goes through vLLM's chat layer (tools, thinking, images).
     chat: Any = None
+    #: Tokens of the answer generated before (a stream resumed on this replica).
+    resumed: tuple[int, ...] = ()
+
+    @property
+    def prompt_count(self) -> int:
+        """The prompt's own tokens, as Ollama counts them (`prompt_eval_count`)."""
+        return len(self.prompt_token_ids) - len(self.resumed)
 
 
 class OllamaInference:
@@ -67,9 +77,13 @@ class OllamaInference:
             return None
         return request.think if request.think is not None else self.engine.chat_options.think_default
 
-    async def prepare(self, kind: Kind, request: OllamaRequest, created: CreatedModel | None = None) -> Prepared:
+    async def prepare(
+        self, kind: Kind, request: OllamaRequest, created: CreatedModel | None = None, resume: Resume | None = None
+    ) -> Prepared:
         """Sampling settings and prompt token ids. `created`: the model the request named, when
-        it is one made by /api/create on this engine's model (its Modelfile parts apply)."""
+        it is one made by /api/create on this engine's model (its Modelfile parts apply).
+        `resume`: go on with an answer another replica started (its tokens follow the prompt,
+        and the token budget is what it left)."""
         template = (request.template if isinstance(request, GenerateRequest) else None) or (
             created.template if created is not None else None
         )
@@ -123,8 +137,16 @@ class OllamaInference:
         max_tokens = room if sampling.max_tokens is None else min(sampling.max_tokens, room)
         if sampling.min_tokens > max_tokens:
             raise InvalidRequest("min_tokens does not fit in the context left after the prompt")
-        sampling = dataclasses.replace(sampling, max_tokens=max_tokens)
-        return Prepared(ids, sampling, f"{kind}-{uuid.uuid4().hex}", rendered)
+        request_id = f"{kind}-{uuid.uuid4().hex}"
+        if resume is None:
+            return Prepared(ids, dataclasses.replace(sampling, max_tokens=max_tokens), request_id, rendered)
+        if rendered is not None:  # the ingress resumes only what this replica called resumable
+            raise EngineFailed("this request cannot be resumed on another replica")
+        done = resume.output_token_ids
+        sampling = dataclasses.replace(
+            sampling, max_tokens=max_tokens - len(done), min_tokens=max(sampling.min_tokens - len(done), 0)
+        )
+        return Prepared(ids + list(done), sampling, request_id, None, done)
 
     async def _render(self, prompt: ChatPrompt | TextPrompt | FillInMiddle, think: bool | str | None) -> list[int]:
         if isinstance(prompt, TextPrompt):
@@ -187,33 +209,67 @@ class OllamaInference:
         return self.engine.generate(prepared.prompt_token_ids, prepared.sampling, prepared.request_id)
 
     async def stream(
-        self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str, created: CreatedModel | None = None
-    ) -> AsyncIterator[bytes]:
-        """NDJSON lines. Errors before the first line raise (the route gives them a status);
-        closing the iterator aborts the engine request."""
-        prepared = await self.prepare(kind, request, created)
+        self,
+        kind: Kind,
+        request: OllamaRequest,
+        arrival_ns: int,
+        echo_name: str,
+        created: CreatedModel | None = None,
+        resume: Resume | None = None,
+        replica: str = "",
+    ) -> AsyncIterator[Piece]:
+        """NDJSON lines, each with the token ids it carries. Errors before the first line raise
+        (the route gives them a status); closing the iterator aborts the engine request."""
+        prepared = await self.prepare(kind, request, created, resume)
         encoder = StreamEncoder(echo_name, kind)
         clock = RequestClock(arrival_ns=arrival_ns, submitted_ns=time.monotonic_ns())
-        first = last = eval_tokens = 0
-        output_ids: list[int] = []
+        first = last = 0
+        output_ids: list[int] = list(prepared.resumed)
+        unsent: list[int] = []  # tokens whose text has not gone out yet (held by the detokenizer)
+        start = None if resume is not None else StreamStart(replica, resumable=prepared.chat is None)
         calls = chat_translation.ToolCallCollector()
+        if prepared.sampling.max_tokens is not None and prepared.sampling.max_tokens <= 0:  # resumed at its end
+            yield Piece(encoder.final("length", self._metrics(clock, prepared, resume, 0, 0)), done=True)
+            return
         async for delta in self._generate(prepared):
             last = time.monotonic_ns()
-            first = first or last
-            eval_tokens += len(delta.token_ids)
-            if kind == "generate":
-                output_ids.extend(delta.token_ids)
+            if not first:
+                first = last
+                if start is not None:
+                    start = dataclasses.replace(
+                        start, load_ns=clock.submitted_ns - arrival_ns, prefill_ns=first - clock.submitted_ns
+                    )
+            output_ids.extend(delta.token_ids)
+            unsent.extend(delta.token_ids)
             done_calls = calls.add(delta.tool_calls) if delta.tool_calls else []
-            if delta.text or delta.logprobs or delta.thinking or done_calls:
-                yield encoder.chunk(delta.text, delta.logprobs, delta.thinking, done_calls)
             if delta.finish_reason is not None:
+                data = b""
+                if delta.text or delta.logprobs or delta.thinking or done_calls:
+                    data = encoder.chunk(delta.text, delta.logprobs, delta.thinking, done_calls)
                 if rest := calls.finish():  # Ollama sends each call whole, in a chunk of its own
-                    yield encoder.chunk("", (), "", rest)
-                values = metrics(
-                    clock, prompt_tokens=len(prepared.prompt_token_ids), eval_tokens=eval_tokens,
-                    timings=delta.timings, first_token_ns=first, last_token_ns=last,
-                )
-                yield encoder.final(delta.finish_reason, values, self._context(kind, request, prepared, output_ids))
+                    data += encoder.chunk("", (), "", rest)
+                values = self._metrics(clock, prepared, resume, first, last, len(output_ids), delta.timings)
+                data += encoder.final(delta.finish_reason, values, self._context(kind, request, prepared, output_ids))
+                yield Piece(data, tuple(unsent), start, done=True)
+                return
+            if delta.text or delta.logprobs or delta.thinking or done_calls:
+                yield Piece(encoder.chunk(delta.text, delta.logprobs, delta.thinking, done_calls), tuple(unsent), start)
+                unsent.clear()
+                start = None
+
+    @staticmethod
+    def _metrics(
+        clock: RequestClock, prepared: Prepared, resume: Resume | None, first: int, last: int,
+        eval_tokens: int = 0, timings: Any = None,
+    ) -> dict[str, int]:
+        if resume is None:
+            return metrics(clock, prompt_tokens=prepared.prompt_count, eval_tokens=eval_tokens, timings=timings,
+                           first_token_ns=first, last_token_ns=last)
+        return resumed_metrics(
+            clock, prompt_tokens=prepared.prompt_count, eval_tokens=eval_tokens or len(prepared.resumed),
+            load_ns=resume.start.load_ns, prefill_ns=resume.start.prefill_ns,
+            first_token_ns=clock.arrival_ns + resume.first_token_ns, last_token_ns=last or time.monotonic_ns(),
+        )
 
     async def complete(
         self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str, created: CreatedModel | None = None
@@ -241,7 +297,7 @@ class OllamaInference:
                 finish_reason, timings = delta.finish_reason, delta.timings
         tool_calls += calls.finish()
         values = metrics(
-            clock, prompt_tokens=len(prepared.prompt_token_ids), eval_tokens=len(output_ids),
+            clock, prompt_tokens=prepared.prompt_count, eval_tokens=len(output_ids),
             timings=timings, first_token_ns=first, last_token_ns=last,
         )
         context = self._context(kind, request, prepared, output_ids)
@@ -256,7 +312,7 @@ class OllamaInference:
         # client to send back as `context` with its next prompt.
         if kind != "generate" or getattr(request, "raw", False):
             return None
-        return prepared.prompt_token_ids + output_ids
+        return prepared.prompt_token_ids[: prepared.prompt_count] + output_ids
 
 
 def _needs_chat_layer(request: OllamaRequest, think: bool | str | None) -> bool:

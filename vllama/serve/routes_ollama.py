@@ -94,8 +94,8 @@ async def tags(request: Request) -> Response:
 
 @router.get("/api/ps")
 async def ps(request: Request) -> Response:
-    descriptions = await directory(request).describe_all()
-    return json_response({"models": [model_objects.ps_entry(d) for d in descriptions]})
+    loaded = await directory(request).loaded()
+    return json_response({"models": [model_objects.ps_entry(d, replicas) for d, replicas in loaded]})
 
 
 @router.post("/api/show")

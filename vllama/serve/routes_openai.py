@@ -1,5 +1,5 @@
 """OpenAI's `/v1` routes. The requests themselves are run by vLLM's own OpenAI handlers in the
-replica that owns the model's engine (`OpenAIServing`); here we only route by `model`."""
+engine replica (`OpenAIServing`); the ingress only routes them by `model`."""
 
 from __future__ import annotations
 
@@ -59,5 +59,5 @@ async def _openai(request: Request, kind: str) -> Response:
         raise InvalidRequest("model is required")
     target = directory(request).resolve(name)
     if fields.get("stream") is True:
-        return await stream_response(target.stream("openai", kind, body, None, arrival_ns, name), SSE, openai_error_event)
-    return json_response(await until_disconnect(request, target.once("openai", kind, body, None, arrival_ns, name)))
+        return await stream_response(target.stream("openai", kind, body, fields, arrival_ns, name), SSE, openai_error_event)
+    return json_response(await until_disconnect(request, target.once("openai", kind, body, fields, arrival_ns, name)))

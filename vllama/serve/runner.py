@@ -72,13 +72,18 @@ def run_foreground(
     from vllama.serve.app import build_app
 
     stop = threading.Event()
+    on_signal = lambda *_: stop.set()  # noqa: E731
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
 
     init_kwargs: dict[str, Any] = {"address": ray_address, "log_to_driver": True}
     if ray_address is None:
         init_kwargs.update(include_dashboard=dashboard_port != 0, dashboard_port=dashboard_port or None)
     context = ray.init(**init_kwargs)
+    # ray.init installs its own SIGTERM handler in the driver, which logs a stack and ends the
+    # process at once: the cluster then went down under the streams in flight. Ours again, so
+    # that SIGTERM (containers, systemd) stops as gracefully as Ctrl-C: Serve drains first.
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         serve.start(http_options={"host": host, "port": port})
         application = build_app(args)
@@ -101,6 +106,14 @@ def run_foreground(
         return 0
     finally:
         _say("stopping")
+        try:
+            # The application first, while the HTTP proxies (HAProxy) still run: its replicas
+            # take no new requests and let those in flight finish (each deployment's graceful
+            # shutdown timeout). serve.shutdown() alone stops the proxies at the same time,
+            # cutting every stream in flight.
+            serve.delete(APP_NAME)
+        except Exception as exc:  # a cluster already gone: shut down what is left
+            _say(f"stopping the application: {exc}")
         try:
             serve.shutdown()
         finally:

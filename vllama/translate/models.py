@@ -28,11 +28,13 @@ def tags_entry(desc: ModelDescription) -> dict[str, Any]:
     ).model_dump()
 
 
-def ps_entry(desc: ModelDescription) -> dict[str, Any]:
+def ps_entry(desc: ModelDescription, replicas: int = 1) -> dict[str, Any]:
+    """`replicas` (vllama's addition): the engine replicas serving the model; memory is per replica."""
     # vLLM keeps a model loaded for the application's life: Ollama's answer for keep_alive < 0.
     return ProcessModelResponse(
         name=desc.name, model=desc.name, size=desc.size, digest=desc.digest, details=details(desc),
         expires_at=FOREVER, size_vram=desc.size if desc.on_gpu else 0, context_length=desc.context_length,
+        replicas=replicas,
     ).model_dump()
 
 

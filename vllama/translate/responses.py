@@ -79,6 +79,33 @@ def metrics(
     return {k: v for k, v in values.items() if v > 0}
 
 
+def resumed_metrics(
+    clock: RequestClock,
+    *,
+    prompt_tokens: int,
+    eval_tokens: int,
+    load_ns: int,
+    prefill_ns: int,
+    first_token_ns: int,
+    last_token_ns: int,
+    now_ns: int | None = None,
+) -> dict[str, int]:
+    """Ollama's metrics for an answer that a second replica finished after the first one died:
+    the whole answer's, from the request's arrival to its last token. `load_ns` and
+    `prefill_ns` are the first attempt's (the resumed prompt's evaluation is part of the answer's
+    evaluation time, as a client waited through it between two tokens)."""
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    values = {
+        "total_duration": now - clock.arrival_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": prompt_tokens,
+        "prompt_eval_duration": prefill_ns,
+        "eval_count": eval_tokens,
+        "eval_duration": last_token_ns - first_token_ns,
+    }
+    return {k: v for k, v in values.items() if v > 0}
+
+
 #: What a logprob of minus infinity (a token the output constraint forbade) becomes on the wire:
 #: JSON has no infinity. The same stand-in as vLLM's own OpenAI server.
 _NEG_INF_STAND_IN = -9999.0

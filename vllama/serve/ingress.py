@@ -1,0 +1,61 @@
+"""The ingress: the application's HTTP entry, with no engine (no vLLM, no torch in its process).
+
+Behind Ray Serve's HAProxy, its replicas answer Ollama's routes and OpenAI's `/v1` (FastAPI),
+resolve the `model` of each request (HAProxy routes by path only) and forward it to one of that
+model's engine replicas (`serve/forward.py`, over `serve/channel.py`), relaying the answer the
+engine replica built. Model
+management (create, copy, delete, pull, blobs) runs here: it is files under `$VLLAMA_HOME`, no
+engine. Its replicas scale on ongoing requests like any Serve deployment, independently of the
+engines; every model is reached the same way, so any model can scale, fail over, or (with the
+lifecycle) go to zero replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from vllama.models.names import ModelName
+from vllama.models.registry import Registry
+from vllama.serve.channel import ChannelClient, channel_secret
+from vllama.serve.directory import ModelDirectory
+from vllama.serve.forward import RemoteModel
+from vllama.serve.http import build_http_app
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    #: vllama's home directory (created models, blobs, pulled weights), as the driver sees it.
+    home: str
+    #: Per served model, by display name: its deployment's name and its routing policy.
+    deployments: dict[str, str]
+    prefix_routing: dict[str, bool]
+    failover: bool = True
+
+
+@serve.ingress()
+class Ingress:
+    """Every route of the application; each model's requests go to its engine deployment."""
+
+    def __init__(self, models: dict[str, Any], settings: IngressSettings) -> None:
+        import ray
+
+        context = serve.get_replica_context()
+        app_name = context.app_name
+        self._about = {"replica": context.replica_id.unique_id, "node": ray.get_runtime_context().get_node_id()}
+        self._channel = ChannelClient(channel_secret(app_name))
+        remotes = {
+            ModelName.parse(name).key: RemoteModel(
+                name, handle, self._channel, app_name=app_name, deployment=settings.deployments[name],
+                prefix_routing=settings.prefix_routing[name], failover=settings.failover,
+            )
+            for name, handle in models.items()
+        }
+        self._settings = settings
+        self._directory = ModelDirectory(remotes, Registry(settings.home))
+
+    async def __serve_build_asgi_app__(self) -> Any:
+        return build_http_app(self._directory, Path(self._settings.home), self._about)
