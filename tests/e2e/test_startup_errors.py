@@ -37,3 +37,15 @@ def test_no_memory_for_the_kv_cache_fails_with_advice() -> None:
     assert code == 1, log[-3000:]
     failure = log[log.index("vllama: failed to start"):]
     assert "Raise --gpu-memory-utilization" in failure.split("vllama: stopping")[0], failure[:3000]
+
+
+@pytest.mark.slow
+def test_a_memory_share_the_machine_cannot_give_fails_with_advice() -> None:
+    # On a CPU gpu_memory_utilization is the share of host memory: 0.99 is more than is free
+    # on any machine that runs anything else. vLLM's worker says so in a child process; the
+    # cause, not "Engine core initialization failed", must reach the user.
+    code, log = run_to_exit("--gpu-memory-utilization", "0.99")
+    assert code == 1, log[-3000:]
+    failure = log[log.index("vllama: failed to start"):].split("vllama: stopping")[0]
+    assert "less than desired CPU memory utilization" in failure, failure[:3000]
+    assert "Lower --gpu-memory-utilization (now 0.99)" in failure, failure[:3000]

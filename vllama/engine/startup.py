@@ -17,6 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
+#: The process tags that vLLM and Ray put before a child's lines: "(EngineCore_DP0 pid=12)",
+#: "(VllmWorker-0 pid=34)" (vLLM's CPU worker: a hyphen), "(ServeReplica:app:Model pid=56)".
+_PROCESS_TAGS = re.compile(r"^(\([^()\s]+(?: pid=\d+)?\)\s*)+")
+_LOG_HEADER = re.compile(r"^(ERROR|WARNING|INFO)\s+\S+\s+\S+\s+\[[^\]]*\]\s*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class OutputTap:
@@ -59,8 +64,8 @@ def root_cause(lines: list[str]) -> str | None:
     preferring a specific error over the `RuntimeError`s that wrap it on its way up."""
     errors = []
     for line in lines:
-        text = re.sub(r"^(\(\w+(?: pid=\d+)?\)\s*)+", "", line.strip())
-        text = re.sub(r"^(ERROR|WARNING|INFO)\s+\S+\s+\S+\s+\[[^\]]*\]\s*", "", text)
+        text = _PROCESS_TAGS.sub("", _ANSI.sub("", line).strip())
+        text = _LOG_HEADER.sub("", text)
         if (match := _ERROR_LINE.match(text)) and "Engine core initialization failed" not in text:
             errors.append((match.group(1), f"{match.group(1)}: {match.group(2)}"))
     specific = [message for kind, message in errors if kind != "RuntimeError"]
