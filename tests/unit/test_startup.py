@@ -51,12 +51,13 @@ CHILD_OUTPUT = [
         (["ValueError: first", "  noise", "KeyError: second"], "KeyError: second"),
         (["  (EngineCore pid=1) WARNING 11-26 19:03:01 [x.py:2] SomeException: spaced  "], "SomeException: spaced"),
         (
-            # The worker's tag has a hyphen; as Ray prints it, with its own colored tag before.
+            # vLLM's CPU worker: its tag has a hyphen.
             [f"(VllmWorker-0 pid=31856) ERROR 12-04 15:34:40 [multiproc_executor.py:953] ValueError: {CPU_MEMORY}",
              "(EngineCore pid=31840) INFO 12-04 15:34:40 [multiproc_executor.py:479] [shutdown] waiting", FAILED],
             f"ValueError: {CPU_MEMORY}",
         ),
         (
+            # The same line as Ray prints it, with the replica's colored tag before.
             ["\x1b[36m(ServeReplica:vllama:ModelServer:x pid=7)\x1b[0m (VllmWorker-0 pid=8) ERROR 12-04 15:34:40 "
              f"[multiproc_executor.py:953] ValueError: {CPU_MEMORY}"],
             f"ValueError: {CPU_MEMORY}",
