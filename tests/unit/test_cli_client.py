@@ -202,6 +202,14 @@ def test_ps(server: Callable[..., FakeServer]) -> None:
     )
 
 
+def test_stop_is_the_unload_call(server: Callable[..., FakeServer]) -> None:
+    """`ollama stop MODEL`: generate with keep_alive 0 and no prompt."""
+    fake = server({("POST", "/api/generate"): reply({"model": "m", "done": True, "done_reason": "unload"})})
+    result = invoke("stop", "m")
+    assert result.exit_code == 0, result.output
+    assert fake.requests == [("POST", f"{BASE}/api/generate", {"model": "m", "keep_alive": 0})]
+
+
 # --- show ---------------------------------------------------------------------------------------------------
 
 SHOW = {

@@ -15,11 +15,13 @@ from vllama.serve.app import (
     DEFAULT_MAX_NUM_SEQS,
     DEFAULT_MAX_ONGOING_REQUESTS,
     INGRESS_DEPLOYMENT,
+    LOOK_BACK_S,
     REPLICA_ENV_VARS,
     ROUTER_CLASS,
     deployment_name,
     deployment_options,
     ingress_options,
+    lifecycle_autoscaling,
 )
 
 
@@ -66,7 +68,7 @@ def test_gpu_single() -> None:
         "name": deployment_name("qwen2.5:1.5b"),
         "ray_actor_options": {"num_cpus": 1, "num_gpus": 1, "runtime_env": {"env_vars": REPLICA_ENV_VARS}},
         "max_ongoing_requests": DEFAULT_MAX_ONGOING_REQUESTS,
-        "num_replicas": 1,
+        "autoscaling_config": lifecycle_autoscaling(DeploymentSettings(), "start"),
     }
     assert DEFAULT_MAX_ONGOING_REQUESTS == 512
 
@@ -125,16 +127,34 @@ def test_max_ongoing_requests(settings: dict[str, Any], engine_kwargs: dict[str,
     assert options(settings=settings, **engine_kwargs)["max_ongoing_requests"] == expected
 
 
-@pytest.mark.parametrize(("num_replicas", "expected"), [(None, 1), (0, 0), (3, 3)])
-def test_num_replicas(num_replicas: int | None, expected: int) -> None:
-    assert options(settings={"num_replicas": num_replicas})["num_replicas"] == expected
+@pytest.mark.parametrize(
+    ("num_replicas", "load", "loaded", "initial"),
+    [(None, "start", 1, 1), (0, "start", 1, 0), (3, "start", 3, 3), (None, "demand", 1, 0), (3, "demand", 3, 0)],
+)
+def test_fixed_replicas_are_what_a_loaded_model_has(num_replicas: int | None, load: str, loaded: int, initial: int) -> None:
+    """Every engine deployment can go to zero (unloaded) and back; loaded, it has its
+    `num_replicas` (a `load: demand` model, or `num_replicas: 0`, starts with none)."""
+    settings = DeploymentSettings.model_validate({"num_replicas": num_replicas})
+    result = deployment_options(model(), settings, "gpu", load=load)
+    scaling_config = result["autoscaling_config"]
+    assert "num_replicas" not in result
+    assert (scaling_config["min_replicas"], scaling_config["max_replicas"]) == (0, loaded)
+    assert scaling_config["initial_replicas"] == initial
+    assert scaling_config["downscale_to_zero_delay_s"] == 0  # keep_alive is the delay
+    assert scaling_config["policy"] == {
+        "policy_function": scaling.POLICY, "policy_kwargs": {"replicas": loaded, "by_load": False}}
 
 
-def test_autoscaling_replaces_num_replicas() -> None:
-    autoscaling = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 128}
+def test_autoscaling_config_is_kept_with_zero_allowed() -> None:
+    autoscaling = {"min_replicas": 2, "max_replicas": 4, "target_ongoing_requests": 128}
     result = options(settings={"autoscaling_config": autoscaling})
-    # Requests take the channel, not Serve's handles: the replicas report what they hold.
-    assert result["autoscaling_config"] == {**autoscaling, "policy": {"policy_function": scaling.POLICY}}
+    # Requests take the channel, not Serve's handles: the replicas report what they hold, and the
+    # policy keeps min_replicas while the model is loaded.
+    assert result["autoscaling_config"] == {
+        "look_back_period_s": LOOK_BACK_S, "metrics_interval_s": 1.0, "downscale_to_zero_delay_s": 0,
+        **autoscaling, "min_replicas": 0, "initial_replicas": 2,
+        "policy": {"policy_function": scaling.POLICY, "policy_kwargs": {"replicas": 2, "by_load": True}},
+    }
     assert "num_replicas" not in result
 
 
@@ -179,14 +199,20 @@ def test_user_ray_actor_options_merged_over_defaults() -> None:
 @pytest.mark.parametrize("accelerator", ["gpu", "cpu"])
 def test_replica_code_runs_on_serves_http_loop(accelerator: str) -> None:
     env = options(accelerator)["ray_actor_options"]["runtime_env"]["env_vars"]
-    assert env == {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+    assert env["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
+
+
+def test_replicas_report_their_metrics_every_second() -> None:
+    """A keep_alive runs out within about a second of its time, not Serve's default ten."""
+    env = options("cpu")["ray_actor_options"]["runtime_env"]["env_vars"]
+    assert env["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] == "1"
 
 
 def test_user_runtime_env_kept_and_its_env_vars_win() -> None:
     runtime_env = {"pip": ["x"], "env_vars": {"A": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}}
     result = options(settings={"ray_actor_options": {"runtime_env": runtime_env}})
     assert result["ray_actor_options"]["runtime_env"] == {
-        "pip": ["x"], "env_vars": {"A": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}
+        "pip": ["x"], "env_vars": {**REPLICA_ENV_VARS, "A": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}
     }
     assert runtime_env["env_vars"] == {"A": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}  # not changed
 
@@ -199,7 +225,7 @@ def test_health_checks_and_retries_passed_when_set() -> None:
     assert result["health_check_timeout_s"] == 30
     assert result["max_constructor_retry_count"] == 1
     plain = options()
-    for key in ("health_check_period_s", "health_check_timeout_s", "max_constructor_retry_count", "autoscaling_config"):
+    for key in ("health_check_period_s", "health_check_timeout_s", "max_constructor_retry_count"):
         assert key not in plain
 
 
@@ -234,3 +260,38 @@ def test_access_log_off_is_serve_logging_config() -> None:
         pass
 
     assert Dummy.options(**quiet).logging_config["enable_access_log"] is False
+
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("weights", "engines", "available", "total", "share"),
+    [
+        (0, 1, 20 * GIB, 24 * GIB, 0.20),  # 5 GiB of 24: a KV cache of 4 GiB and the engine
+        (3 * GIB, 1, 20 * GIB, 24 * GIB, 0.33),  # with its weights
+        (0, 2, 20 * GIB, 24 * GIB, 0.20),  # two fit in 20 GiB free
+        (0, 5, 20 * GIB, 24 * GIB, 0.15),  # five do not at 5 GiB each: 90% of what is free, shared
+        (14 * GIB, 1, 20 * GIB, 24 * GIB, 0.75),  # a large model takes what is free, never more
+        (100 * GIB, 1, 500 * GIB, 512 * GIB, 0.2),
+        (500 * GIB, 1, 510 * GIB, 512 * GIB, 0.89),
+        (0, 1000, GIB, 24 * GIB, 0.01),  # at least 0.01: vLLM then says what is missing
+    ],
+)
+def test_cpu_memory_share(weights: int, engines: int, available: int, total: int, share: float) -> None:
+    from vllama.models.resolve import cpu_memory_share
+
+    assert cpu_memory_share(weights, engines, available=available, total=total) == pytest.approx(share)
+
+
+def test_cpu_shares_only_where_nobody_set_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllama.serve.app import with_cpu_memory_shares
+
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    models = [model("a"), model("b", gpu_memory_utilization=0.3), model("c", kv_cache_memory_bytes=GIB)]
+    shared = with_cpu_memory_shares(models)
+    assert 0.01 <= shared[0].engine_kwargs["gpu_memory_utilization"] <= 0.92
+    assert shared[1].engine_kwargs == {"gpu_memory_utilization": 0.3}
+    assert shared[2].engine_kwargs == {"kv_cache_memory_bytes": GIB}
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")
+    assert with_cpu_memory_shares(models) == models

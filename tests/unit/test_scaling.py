@@ -1,5 +1,5 @@
 """The autoscaling policy (`vllama.serve.scaling`): replicas wanted from the requests the engine
-replicas report holding on the channel."""
+replicas report holding on the channel, and zero once every replica's keep_alive has run out."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 
 from vllama.serve import scaling
-from vllama.serve.scaling import IN_FLIGHT, in_flight_policy
+from vllama.serve.scaling import IN_FLIGHT, KEEP_UNTIL, LifecyclePolicy, expired, in_flight_policy
 
 
 def context(current: int, target: int, metrics: Any, target_ongoing: float = 4.0) -> Any:
     """Only what the policy reads of Serve's AutoscalingContext."""
     config = SimpleNamespace(get_target_ongoing_requests=lambda: target_ongoing)
     return SimpleNamespace(
-        current_num_replicas=current, target_num_replicas=target, aggregated_metrics=metrics, config=config
+        current_num_replicas=current, target_num_replicas=target, aggregated_metrics=metrics, config=config,
+        total_num_requests=0.0,
     )
 
 
@@ -57,7 +58,7 @@ def test_missing_metric_is_zero(metrics: Any) -> None:
 def test_policy_path_names_the_policy() -> None:
     """Serve imports the policy by this path."""
     module, name = scaling.POLICY.split(":")
-    assert getattr(importlib.import_module(module), name) is in_flight_policy
+    assert getattr(importlib.import_module(module), name) is LifecyclePolicy
 
 
 def test_with_serves_own_context() -> None:
@@ -74,3 +75,59 @@ def test_with_serves_own_context() -> None:
     }
     ctx = AutoscalingContext(**fields)
     assert in_flight_policy(ctx) == (3.0, {})
+
+
+def point(value: float, at: float = 0.0) -> Any:
+    return SimpleNamespace(timestamp=at, value=value)
+
+
+def lifecycle_context(current: int, keep: dict[str, list[Any]], held: dict[str, list[Any]],
+                      aggregated: dict[str, float] | None = None, target: int = 1) -> Any:
+    ctx = context(current, target, {IN_FLIGHT: aggregated or {}})
+    ctx.raw_metrics = {KEEP_UNTIL: keep, IN_FLIGHT: held}
+    ctx.running_replicas = list(keep) or list(held)
+    return ctx
+
+
+NOW = 1_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("keep", "held", "gone"),
+    [
+        ({"r1": [point(NOW - 1)]}, {"r1": [point(0)]}, True),  # ran out, nothing held
+        ({"r1": [point(NOW + 5)]}, {"r1": [point(0)]}, False),  # still to run
+        ({"r1": [point(NOW - 1)]}, {"r1": [point(2)]}, False),  # a request in it
+        ({"r1": [point(NOW - 1)], "r2": [point(NOW + 60)]}, {}, False),  # the model's time is the latest
+        ({"r1": [point(NOW - 9)], "r2": [point(NOW - 1)]}, {"r1": [point(0)], "r2": [point(0)]}, True),
+        ({"r1": [point(NOW + 60, at=1), point(NOW - 1, at=2)]}, {}, True),  # the latest sample counts
+        ({"r1": [point(NOW - 1, at=2), point(NOW + 60, at=1)]}, {}, True),  # by its timestamp
+        ({"r1": []}, {}, False),  # not reported yet: kept
+    ],
+)
+def test_expired_when_every_replica_ran_out_holding_nothing(keep: Any, held: Any, gone: bool) -> None:
+    assert expired(lifecycle_context(len(keep), keep, held), now=NOW) is gone
+
+
+def test_a_running_replica_that_has_not_reported_keeps_the_model() -> None:
+    ctx = lifecycle_context(2, {"r1": [point(NOW - 1)]}, {})
+    ctx.running_replicas = ["r1", "r2"]
+    assert expired(ctx, now=NOW) is False
+
+
+def test_lifecycle_policy_loaded_unloaded_and_by_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scaling.time, "time", lambda: NOW)
+    kept = lifecycle_context(1, {"r1": [point(NOW + 10)]}, {}, aggregated={"r1": 12.0})
+    assert LifecyclePolicy(replicas=2)(kept) == (2, {})  # fixed: its replicas whatever the load
+    assert LifecyclePolicy(replicas=1, by_load=True)(kept) == (3.0, {})  # 12 in flight / 4 each
+    assert LifecyclePolicy(replicas=2, by_load=True)(
+        lifecycle_context(1, {"r1": [point(NOW + 10)]}, {}, aggregated={"r1": 1.0})) == (2, {})
+    ran_out = lifecycle_context(2, {"r1": [point(NOW - 1)], "r2": [point(NOW - 2)]}, {})
+    assert LifecyclePolicy(replicas=2, by_load=True)(ran_out) == (0, {})
+    # Requests queued at a handle (a load under way, or its figure not yet gone): not now, since
+    # at zero Serve's cold start would start a replica again at once.
+    ran_out.total_num_requests = 1.95
+    assert LifecyclePolicy(replicas=2, by_load=True)(ran_out) == (2, {})
+    # At zero, Serve's target stands (its cold start raises it when a request waits).
+    assert LifecyclePolicy(replicas=2)(lifecycle_context(0, {}, {}, target=0)) == (0, {})
+    assert LifecyclePolicy(replicas=2)(lifecycle_context(0, {}, {}, target=1)) == (1, {})

@@ -24,6 +24,7 @@ app.command("pull")(models.pull)
 app.command("list")(models.list_models)
 app.command("ls", hidden=True)(models.list_models)
 app.command("ps")(models.ps)
+app.command("stop")(models.stop)
 app.command("cp")(models.copy_model)
 app.command("rm")(models.remove)
 

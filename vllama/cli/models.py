@@ -67,6 +67,14 @@ def ps(prefix: Annotated[str | None, typer.Argument(help="Only models whose name
     typer.echo(table(rows, header=["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]), nl=False)
 
 
+def stop(model: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]) -> None:
+    """Stop a running model (unload it: its engines stop, their memory goes back)."""
+    from vllama.cli.client import connect, exit_on_error
+
+    with exit_on_error(), connect() as client:
+        client.call("POST", "/api/generate", {"model": model, "keep_alive": 0})
+
+
 def show(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")],
     license_: Annotated[bool, typer.Option("--license", help="Show license of a model")] = False,

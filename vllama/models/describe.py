@@ -95,6 +95,30 @@ def describe(
     )
 
 
+def describe_unloaded(model: ResolvedModel, local_dir: Path | None, *, on_gpu: bool) -> ModelDescription:
+    """What /api/tags and /api/show say of a model whose engine is not running, from its files
+    alone (as Ollama answers them without loading a model): the context length is the configured
+    one or the model's own, and the capabilities beyond completion are known once it has loaded."""
+    hf_config: dict[str, Any] = {}
+    template = None
+    if local_dir is not None:
+        hf_config = _read_json(local_dir / "config.json")
+        template = _read_json(local_dir / "tokenizer_config.json").get("chat_template")
+        if isinstance(template, list):  # named templates: the default one
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    context = model.engine_kwargs.get("max_model_len") or hf_config.get("max_position_embeddings") or 0
+    return describe(model, local_dir=local_dir, hf_config=hf_config, max_model_len=int(context),
+                    chat_template=template if isinstance(template, str) else None, on_gpu=on_gpu)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def created_description(base: ModelDescription, created: CreatedModel) -> ModelDescription:
     """What a created model looks like: its base model, with the created model's own name,
     digest, date and Modelfile parts (its parameters over the base's)."""

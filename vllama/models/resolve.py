@@ -79,7 +79,66 @@ class ResolvedModel:
             if isinstance(spec, TinyVisionModelSpec):
                 return str(make_tiny_vision_model(directory, spec))
             return str(make_tiny_model(directory, spec))
+        if _looks_local(self.source):
+            check_model_dir(Path(self.source), self.source)
+            return self.source
+        from vllama.models.pull import pulled_dir
+
+        if (pulled_dir(home_dir(), self.source) / "config.json").is_file():  # pulled since the start
+            return str(pulled_dir(home_dir(), self.source))
         return self.source
+
+
+def weights_dir(source: str) -> Path | None:
+    """The directory holding a model's weights: the source itself, or its Hugging Face cache
+    snapshot; None when neither is on this machine (another load format: sizes are then unknown)."""
+    if Path(source).is_dir():
+        return Path(source)
+    if source.startswith(RANDOM_PREFIX):
+        made = cache_dir() / f"random-{source.removeprefix(RANDOM_PREFIX)}"
+        return made if made.is_dir() else None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:
+        return None
+
+
+#: On a CPU, the KV cache an engine gets when nothing says (what vLLM's CPU backend used to take
+#: by default, VLLM_CPU_KVCACHE_SPACE=4): CPU decoding serves few streams at once, and memory
+#: that the cache does not need is left to the other models.
+CPU_KV_CACHE_BYTES = 4 << 30
+#: The engine process's own memory beyond its weights (torch, vLLM, activations).
+CPU_ENGINE_OVERHEAD_BYTES = 1 << 30
+#: vLLM's default share (`gpu_memory_utilization`), the most an engine takes.
+VLLM_DEFAULT_SHARE = 0.92
+
+
+def cpu_memory_share(weights_bytes: int, engines: int, *, available: int, total: int) -> float:
+    """On a CPU, `gpu_memory_utilization` is the share of host memory an engine takes (weights,
+    KV cache, the rest), and vLLM's default (0.92) leaves room for one engine and nothing else.
+    The default here: the weights, a 4 GiB KV cache and the engine's own overhead, and never
+    more than `engines` engines can take together from the memory available now (90% of it, for
+    Ray and the ingress). Rounded down to a hundredth, as vLLM reads it; at least 0.01."""
+    wanted = (weights_bytes + CPU_KV_CACHE_BYTES + CPU_ENGINE_OVERHEAD_BYTES) / total
+    fits = 0.9 * available / total / max(engines, 1)
+    share = min(wanted, fits, VLLM_DEFAULT_SHARE)
+    return max(int(share * 100) / 100, 0.01)
+
+
+def weights_bytes(source: str) -> int:
+    """The size of a model's weight files, 0 when they are not on this machine."""
+    directory = weights_dir(source)
+    if directory is None:
+        return 0
+    files = list(directory.glob("*.safetensors")) or list(directory.glob("*.bin"))
+    return sum(f.stat().st_size for f in files)
+
+
+def check_model_dir(path: Path, source: str) -> None:
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model directory '{source}' has no config.json")
 
 
 def home_dir() -> Path:
@@ -119,8 +178,9 @@ def resolve(config: ModelConfig, accelerator: str) -> ResolvedModel:
             source = str(pulled_dir(home_dir(), source))
     if _looks_local(source) and not source.startswith(RANDOM_PREFIX):
         path = Path(source).expanduser()
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"model directory '{source}' has no config.json")
+        # A model loaded on demand is checked when it loads: its weights may arrive meanwhile.
+        if config.load == "start":
+            check_model_dir(path, source)
         source = str(path.resolve())
 
     engine_kwargs: dict[str, Any] = {}

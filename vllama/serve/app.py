@@ -8,7 +8,9 @@ its running replicas, and, when autoscaled, vllama's policy (`scaling.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from typing import Any
 
 from ray import serve
@@ -16,7 +18,14 @@ from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
 from vllama.config import DeploymentSettings, IngressConfig, ServingConfig
-from vllama.models.resolve import ResolvedModel, detect_accelerator, home_dir, resolve
+from vllama.models.resolve import (
+    ResolvedModel,
+    cpu_memory_share,
+    detect_accelerator,
+    home_dir,
+    resolve,
+    weights_bytes,
+)
 from vllama.serve import scaling
 from vllama.serve.ingress import Ingress, IngressSettings
 from vllama.serve.replica import EngineReplica, ReplicaSettings
@@ -28,6 +37,8 @@ DEFAULT_MAX_ONGOING_REQUESTS = 512
 #: The engine's batch when the config does not set max_num_seqs (vLLM's usual default).
 DEFAULT_MAX_NUM_SEQS = 256
 INGRESS_DEPLOYMENT = "Ingress"
+#: The window over which Serve aggregates the replicas' metrics for the engine deployments.
+LOOK_BACK_S = 2.0
 #: Serve's default `graceful_shutdown_timeout_s`: how long a stopping replica lets requests finish.
 DEFAULT_GRACEFUL_SHUTDOWN_S = 20.0
 #: By import path: Serve imports it in each process that routes to an engine deployment.
@@ -43,19 +54,28 @@ DEFAULT_INGRESS_AUTOSCALING = {"min_replicas": 1, "max_replicas": 4, "target_ong
 #: (tiny model, 32 streams, 2 cores; vLLM's own api_server: 4.3 ms), see docs/PERFORMANCE.md.
 #: The cost: code that blocks the loop also delays Serve's health checks and metrics, so
 #: vllama's handlers keep blocking work (downloads) off the loop.
-REPLICA_ENV_VARS = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+#: Replicas and handles push their autoscaling metrics every second (Serve's default: 10 s), so
+#: that a model whose keep_alive ran out unloads within about a second, not ten (and a load's
+#: queued requests, which hold an unload back, are seen gone as soon).
+REPLICA_ENV_VARS = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+}
 
 
 def build_app(args: dict[str, Any]) -> Application:
     config = ServingConfig.model_validate(args)
     accelerator = detect_accelerator() if config.accelerator == "auto" else config.accelerator
     resolved = [resolve(m, accelerator) for m in config.models]
+    if accelerator == "cpu":
+        resolved = with_cpu_memory_shares(resolved)
     # Engine arguments are checked by each replica before its engine starts (VllmEngine.start):
     # checking them here too would import vLLM in the driver, 10 s of every start on our machines.
     engines = {}
     for model, model_config in zip(resolved, config.models, strict=True):
         settings = model_config.deployment
-        options = deployment_options(model, settings, accelerator, access_log=config.access_log)
+        options = deployment_options(model, settings, accelerator, load=model_config.load, access_log=config.access_log)
         replica = ReplicaSettings(
             accelerator=accelerator,
             stream_interval_ms=config.stream_interval_ms,
@@ -63,6 +83,7 @@ def build_app(args: dict[str, Any]) -> Application:
             # Serve kills a stopping replica after its graceful shutdown timeout: leave its engine
             # the time to stop.
             drain_timeout_s=max((settings.graceful_shutdown_timeout_s or DEFAULT_GRACEFUL_SHUTDOWN_S) - 2, 0),
+            keep_alive_s=config.model_keep_alive(model_config),
         )
         engines[model.name] = serve.deployment(EngineReplica).options(**options).bind(model, replica)
     routings = [c.routing or config.routing for c in config.models]
@@ -71,9 +92,47 @@ def build_app(args: dict[str, Any]) -> Application:
         deployments={m.name: deployment_name(m.name) for m in resolved},
         prefix_routing={m.name: r == "prefix" for m, r in zip(resolved, routings, strict=True)},
         failover=config.failover,
+        models={m.name: m for m in resolved},
+        load_timeout_s=float(config.load_timeout or 300.0),
+        on_gpu=accelerator == "gpu",
+        max_loaded_models=config.max_loaded_models or default_max_loaded_models(accelerator),
+        max_queue=config.max_queue,
     )
     options = ingress_options(config.ingress, access_log=config.access_log)
     return serve.deployment(Ingress).options(**options).bind(engines, ingress)
+
+
+#: Ollama's default OLLAMA_MAX_LOADED_MODELS: 3 per GPU.
+MODELS_PER_GPU = 3
+
+
+def default_max_loaded_models(accelerator: str) -> int | None:
+    """3 per GPU of the cluster, as Ollama; none on a CPU (memory shares are sized to fit)."""
+    if accelerator != "gpu":
+        return None
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
+    return MODELS_PER_GPU * gpus or None
+
+
+def with_cpu_memory_shares(models: list[ResolvedModel]) -> list[ResolvedModel]:
+    """On a CPU, each engine whose memory share nobody set gets one that lets all of them be
+    loaded together in what this machine has free (`resolve.cpu_memory_share`)."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    if os.environ.get("VLLM_CPU_KVCACHE_SPACE"):  # the user sized the KV cache: vLLM skips the share
+        return models
+    shared = []
+    for model in models:
+        if "gpu_memory_utilization" not in model.engine_kwargs and "kv_cache_memory_bytes" not in model.engine_kwargs:
+            share = cpu_memory_share(weights_bytes(model.source), len(models), available=memory.available,
+                                     total=memory.total)
+            logger.info("model %s: gpu_memory_utilization %.2f of this machine's memory (on a CPU)", model.name, share)
+            model = dataclasses.replace(model, engine_kwargs={**model.engine_kwargs, "gpu_memory_utilization": share})
+        shared.append(model)
+    return shared
 
 
 def deployment_name(model_name: str) -> str:
@@ -103,6 +162,7 @@ def deployment_options(
     settings: DeploymentSettings,
     accelerator: str,
     *,
+    load: str = "start",
     access_log: bool = True,
 ) -> dict[str, Any]:
     """Serve options for one model's engine deployment: resources per replica, scaling, routing
@@ -138,16 +198,7 @@ def deployment_options(
     options["max_ongoing_requests"] = settings.max_ongoing_requests or (
         2 * int(max_num_seqs) if max_num_seqs else DEFAULT_MAX_ONGOING_REQUESTS
     )
-    if settings.autoscaling_config is not None:
-        options["autoscaling_config"] = {
-            # What fills the engine's batch: more requests than that wait in its queue.
-            "target_ongoing_requests": int(max_num_seqs or DEFAULT_MAX_NUM_SEQS),
-            # Requests take the channel, not Serve's handles: scale on what the replicas hold.
-            "policy": {"policy_function": scaling.POLICY},
-            **settings.autoscaling_config,
-        }
-    else:
-        options["num_replicas"] = 1 if settings.num_replicas is None else settings.num_replicas
+    options["autoscaling_config"] = lifecycle_autoscaling(settings, load, max_num_seqs)
     options["request_router_config"] = RequestRouterConfig(request_router_class=ROUTER_CLASS)
     if not access_log:
         options["logging_config"] = {"enable_access_log": False}
@@ -156,6 +207,36 @@ def deployment_options(
         if (value := getattr(settings, key)) is not None:
             options[key] = value
     return options
+
+
+def lifecycle_autoscaling(settings: DeploymentSettings, load: str, max_num_seqs: Any = None) -> dict[str, Any]:
+    """Every engine deployment is autoscaled by vllama's policy (`scaling.py`), so that its model
+    can unload (zero replicas) and load again (see `lifecycle.py`). A loaded model has
+    `num_replicas` replicas, or with an `autoscaling_config` from `min_replicas` (at least one)
+    to `max_replicas` by its requests in flight; `load: demand` starts it with none."""
+    given = dict(settings.autoscaling_config or {})
+    by_load = settings.autoscaling_config is not None
+    if by_load:
+        replicas = max(1, int(given.get("min_replicas", 1)))
+        most = int(given.get("max_replicas", replicas))
+    else:
+        replicas = most = max(1, settings.num_replicas if settings.num_replicas is not None else 1)
+    starting = settings.num_replicas == 0 or load == "demand"
+    return {
+        # What fills the engine's batch: more requests than that wait in its queue.
+        "target_ongoing_requests": int(max_num_seqs or DEFAULT_MAX_NUM_SEQS),
+        # The replicas' metrics are recorded every look_back_period_s / 5: a keep_alive runs out
+        # within about a second of its time.
+        "look_back_period_s": LOOK_BACK_S,
+        "metrics_interval_s": 1.0,  # what REPLICA_ENV_VARS sets (Serve checks the window against it)
+        # keep_alive is the delay before zero: Serve adds none of its own.
+        "downscale_to_zero_delay_s": 0,
+        **given,
+        "min_replicas": 0,
+        "max_replicas": most,
+        "initial_replicas": 0 if starting else int(given.get("initial_replicas", replicas)),
+        "policy": {"policy_function": scaling.POLICY, "policy_kwargs": {"replicas": replicas, "by_load": by_load}},
+    }
 
 
 def _replica_runtime_env(given: dict[str, Any] | None) -> dict[str, Any]:

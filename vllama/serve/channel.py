@@ -46,7 +46,7 @@ logger = logging.getLogger("vllama")
 _LENGTH = struct.Struct(">I")
 SECRET_BYTES = 32
 PIECE, END, RESULT, ERROR = 0, 1, 2, 3
-METHODS = frozenset({"stream", "once", "status", "describe", "metrics"})
+METHODS = frozenset({"stream", "once", "status", "describe", "metrics", "keep_alive"})
 CONNECT_TIMEOUT_S = 10.0
 #: Idle connections kept per replica by each ingress replica.
 _IDLE_KEPT = 64

@@ -47,11 +47,15 @@ class ModelDirectory:
         """The served models (one engine each)."""
         return list(self._targets.values())
 
-    async def loaded(self) -> list[tuple[ModelDescription, int]]:
-        """The served models with their running replicas (`/api/ps`)."""
+    async def loaded(self) -> list[tuple[ModelDescription, int, float]]:
+        """The loaded models (`/api/ps`): each with its running replicas, as Serve's controller
+        counts them, and when it unloads."""
         targets = list(self._targets.values())
-        descriptions = await asyncio.gather(*(t.describe() for t in targets))
-        return [(d, t.replica_count()) for d, t in zip(descriptions, targets, strict=True)]
+        states = await asyncio.gather(*(t.replica_states() for t in targets))
+        running = [(t, s["RUNNING"]) for t, s in zip(targets, states, strict=True) if s.get("RUNNING")]
+        descriptions = await asyncio.gather(*(t.describe() for t, _ in running))
+        expiries = await asyncio.gather(*(t.expires_at() for t, _ in running))
+        return [(d, n, e) for d, (_, n), e in zip(descriptions, running, expiries, strict=True)]
 
     async def describe_all(self) -> list[ModelDescription]:
         """Served models, then created ones whose base is served."""

@@ -29,11 +29,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from vllama.errors import EngineDied
-from vllama.models.describe import ModelDescription
+from vllama.errors import EngineDied, EngineFailed
+from vllama.models.describe import ModelDescription, describe_unloaded
 from vllama.models.registry import CreatedModel
+from vllama.models.resolve import ResolvedModel, weights_dir
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
-from vllama.serve import routing
+from vllama.serve import lifecycle, routing
 from vllama.serve.channel import ChannelClient
 from vllama.serve.hop import Api, Call, Resume, StreamStart
 from vllama.translate.prefixes import PrefixKey, ollama_prefix_key, openai_prefix_key
@@ -44,8 +45,16 @@ logger = logging.getLogger("vllama")
 MAX_ATTEMPTS = 3
 #: How long a replica that failed a request is passed over (Serve replaces or removes it meanwhile).
 SUSPECT_S = 10.0
-#: How long a request waits for a replica to exist (one being replaced, or starting).
-REPLICA_WAIT_S = 120.0
+#: How long a request waits for a replica to exist (one being replaced, or its model loading),
+#: unless the application says (`load_timeout`).
+REPLICA_WAIT_S = 300.0
+#: How often a request waiting for its model to load asks Serve whether the load failed.
+LOAD_POLL_S = 1.0
+#: How vllama's messages for a model's bad settings begin (`engine/vllm_engine.py`): a load
+#: that fails with one answers 400, as Ollama does for a bad option.
+BAD_SETTING = ("invalid engine settings", "unknown vLLM engine argument", "engine_kwargs may not set", "chat settings")
+#: How long an unload may take: the replicas finish their requests, then their engines stop.
+UNLOAD_TIMEOUT_S = 120.0
 #: How long a status answer may take (a busy engine can hold its replica's event loop).
 STATUS_TIMEOUT_S = 10.0
 
@@ -57,9 +66,14 @@ class RemoteModel:
 
     def __init__(
         self, name: str, handle: Any, channel: ChannelClient, *, app_name: str, deployment: str,
-        prefix_routing: bool, failover: bool,
+        prefix_routing: bool, failover: bool, model: ResolvedModel | None = None, on_gpu: bool = False,
+        load_timeout_s: float = REPLICA_WAIT_S, budget: lifecycle.Budget | None = None,
     ) -> None:
         self.name = name
+        self._budget = budget
+        self._model = model
+        self._on_gpu = on_gpu
+        self._load_timeout_s = load_timeout_s
         self._handle = handle.options(_by_reference=False)
         self._channel = channel
         self._app_name = app_name
@@ -72,12 +86,14 @@ class RemoteModel:
         self._in_flight: dict[str, int] = {}
         self._suspect: dict[str, float] = {}
         self._description: ModelDescription | None = None
+        self._loading: asyncio.Future[tuple[str, Any]] | None = None
         self._describing = asyncio.Lock()
 
     # --- requests -------------------------------------------------------------------------------
 
     def _call(self, api: Api, kind: str, body: bytes, parsed: Any, echo: str, created: CreatedModel | None) -> Call:
-        return Call(api, kind, body, echo, created=created, prefix=self._prefix(api, parsed))
+        keep_alive = getattr(parsed, "keep_alive", None)  # Ollama's requests; /v1 has none
+        return Call(api, kind, body, echo, created=created, prefix=self._prefix(api, parsed), keep_alive=keep_alive)
 
     def _prefix(self, api: Api, parsed: Any) -> PrefixKey | None:
         if not self._prefix_routing:
@@ -182,21 +198,105 @@ class RemoteModel:
 
     async def _running(self) -> list[str]:
         """The running replicas' ids. With none known, a call through Serve's handle waits for
-        one (up to REPLICA_WAIT_S): it starts the handle's router on the first request, and it is
-        the queued request Serve's autoscaler sees when a deployment has no replica."""
+        one (up to the load timeout): it starts the handle's router on the first request, and
+        it is the queued request Serve's autoscaler sees when the model is not loaded (zero
+        replicas), which starts one (`lifecycle.py`)."""
         replicas = [r.replica_id.unique_id for r in routing.replicas_of(self._app_name, self._deployment)]
         if replicas:
             if len(self._endpoints) > 2 * len(replicas) + 8:  # replicas that are gone
                 self._endpoints = {r: e for r, e in self._endpoints.items() if r in replicas}
             return replicas
-        response = self._handle.endpoint.remote()
-        try:
-            replica, endpoint = await asyncio.wait_for(response, REPLICA_WAIT_S)
-        except TimeoutError:
-            response.cancel()
-            raise EngineDied(f"no replica of model '{self.name}' is running") from None
+        # Requests that find no replica share one wait (one request queued at Serve's handle,
+        # one engine start, one look at Serve's status per second); a waiter that goes away
+        # leaves it to the others.
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(self._wait_for_replica())
+        replica, endpoint = await asyncio.shield(self._loading)
         self._endpoints[replica] = tuple(endpoint)
         return [r.replica_id.unique_id for r in routing.replicas_of(self._app_name, self._deployment)] or [replica]
+
+    async def _wait_for_replica(self) -> tuple[str, Any]:
+        """One replica's id and endpoint, through Serve's handle: at once when one runs, else
+        once the model has loaded. A load that Serve gave up on (the replica's constructor
+        failed: a bad setting, too little memory) ends the wait with its explained cause."""
+        if self._budget is not None and not await self.replica_states():  # a load: room for it first
+            await self._budget.make_room(self, self._load_timeout_s)
+        response = self._handle.endpoint.remote()
+        waiting = asyncio.ensure_future(response)  # a DeploymentResponse is awaitable
+        deadline = time.monotonic() + self._load_timeout_s
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=LOAD_POLL_S)
+                if done and waiting.exception() is None:
+                    return waiting.result()
+                failure = await asyncio.to_thread(lifecycle.load_failure, self._app_name, self._deployment)
+                if failure is not None:
+                    bad_setting = failure.startswith(BAD_SETTING)
+                    raise EngineFailed(f"model '{self.name}' failed to load: {failure}", status_code=400 if bad_setting else 500)
+                if done:  # Serve refused the call (a deployment it gave up on) for no cause it states
+                    raise EngineFailed(f"model '{self.name}' failed to load: {waiting.exception()}")
+                if time.monotonic() > deadline:
+                    raise EngineDied(f"model '{self.name}' did not load within {self._load_timeout_s:g} s (load_timeout)")
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+                response.cancel()
+
+    async def _loaded_replicas(self) -> list[str]:
+        """The running replicas, without loading the model when it has none."""
+        known = [r.replica_id.unique_id for r in routing.replicas_of(self._app_name, self._deployment)]
+        if known:
+            return known
+        # This ingress replica's router starts with its first request for the model: until then
+        # Serve's controller knows whether replicas run.
+        if (await self.replica_states()).get("RUNNING"):
+            return await self._running()
+        return []
+
+    async def replica_states(self) -> dict[str, int]:
+        """The deployment's replicas by state, as Serve's controller knows them."""
+        return await asyncio.to_thread(lifecycle.deployment_replicas, self._app_name, self._deployment)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def load(self, keep_alive: float | None) -> None:
+        """Ollama's load call (no prompt): the model loaded, waited for, its timer restarted with
+        `keep_alive` (None: the model's own)."""
+        replicas = await self._running()
+        await asyncio.gather(*(self._set_keep_alive(r, keep_alive) for r in replicas))
+
+    async def unload(self) -> None:
+        """`keep_alive: 0` with no prompt: every replica's timer runs out now; returns once Serve
+        has stopped them all (their requests in flight finish first)."""
+        replicas = await self._loaded_replicas()
+        await asyncio.gather(*(self._set_keep_alive(r, 0.0) for r in replicas))
+        if not await lifecycle.wait_unloaded(self._app_name, self._deployment, UNLOAD_TIMEOUT_S):
+            raise EngineDied(f"model '{self.name}' did not unload within {UNLOAD_TIMEOUT_S:g} s")
+
+    async def _set_keep_alive(self, replica: str, keep_alive: float | None) -> float | None:
+        try:
+            endpoint = await self._endpoint(replica)
+            return await asyncio.wait_for(self._channel.call(endpoint, "keep_alive", keep_alive), STATUS_TIMEOUT_S)
+        except Exception as exc:  # a replica that is going away needs no timer
+            logger.warning("replica %s of %s: keep_alive not set (%s)", replica, self.name, exc)
+            return None
+
+    async def usage(self) -> lifecycle.Usage:
+        """Loaded (or loading), busy, last used: what the budget weighs (`lifecycle.Budget`)."""
+        states = await self.replica_states()
+        if not states:
+            return lifecycle.Usage(loaded=False)
+        if not states.get("RUNNING"):
+            return lifecycle.Usage(loaded=True, busy=True)  # loading (or stopping)
+        rows = await asyncio.gather(*(self._replica_status(r) for r in await self._loaded_replicas()))
+        busy = any(r.get("active", 1) for r in rows)  # a replica that cannot answer counts as busy
+        return lifecycle.Usage(loaded=True, busy=busy, last_used=max((r.get("last_used", 0.0) for r in rows), default=0.0))
+
+    async def expires_at(self) -> float:
+        """When the model unloads if no request comes: the latest of its replicas' timers."""
+        replicas = await self._loaded_replicas()
+        rows = await asyncio.gather(*(self._replica_status(r) for r in replicas))
+        return max((r["expires_at"] for r in rows if "expires_at" in r), default=time.time())
 
     async def _endpoint(self, replica: str) -> Endpoint:
         """The replica's channel endpoint, asked of it once (Serve routes the call to it)."""
@@ -226,9 +326,14 @@ class RemoteModel:
     # --- what operators see ---------------------------------------------------------------------
 
     async def describe(self) -> ModelDescription:
+        """The model as its engine describes it (once loaded: static from then on), or from its
+        files while it is not loaded (asking would load it)."""
         async with self._describing:  # one handle call at a time (see `routing`)
-            if self._description is None:  # the same for every replica, and static once an engine is up
-                replica = (await self._running())[0]
+            if self._description is None:
+                replicas = await self._loaded_replicas()
+                if not replicas and self._model is not None:
+                    return describe_unloaded(self._model, weights_dir(self._model.source), on_gpu=self._on_gpu)
+                replica = replicas[0] if replicas else (await self._running())[0]
                 self._description = await self._channel.call(await self._endpoint(replica), "describe", None)
         return self._description
 
@@ -237,8 +342,8 @@ class RemoteModel:
         return len(routing.replicas_of(self._app_name, self._deployment))
 
     async def status(self) -> dict[str, Any]:
-        """Every running replica's own status, and the model's totals."""
-        replicas = await self._running()
+        """Every running replica's own status, and the model's totals (none while not loaded)."""
+        replicas = await self._loaded_replicas()
         rows = list(await asyncio.gather(*(self._replica_status(r) for r in replicas)))
         rows.sort(key=lambda r: r["replica"])
         totals = {
@@ -251,7 +356,7 @@ class RemoteModel:
 
     async def metrics(self) -> list[tuple[str, bytes]]:
         """Each running replica's Prometheus exposition (those that answer)."""
-        replicas = await self._running()
+        replicas = await self._loaded_replicas()
         results = await asyncio.gather(*(self._replica_metrics(r) for r in replicas))
         return [(r, text) for r, text in zip(replicas, results, strict=True) if text is not None]
 

@@ -60,6 +60,8 @@ class Call:
     #: The model the client named, when it is one made by /api/create on this model.
     created: CreatedModel | None = None
     resume: Resume | None = None
+    #: The request's `keep_alive` in seconds (negative: forever), None when it gives none.
+    keep_alive: float | None = None
     # --- read by the request router (`serve/routing.py`), ignored by the replica ---
     prefix: PrefixKey | None = None
     #: Replicas not to use (they failed this request already).

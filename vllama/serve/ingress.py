@@ -12,7 +12,7 @@ lifecycle) go to zero replicas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ from ray import serve
 
 from vllama.models.names import ModelName
 from vllama.models.registry import Registry
+from vllama.models.resolve import ResolvedModel
 from vllama.serve.channel import ChannelClient, channel_secret
 from vllama.serve.directory import ModelDirectory
+from vllama.serve.lifecycle import Budget
 from vllama.serve.forward import RemoteModel
 from vllama.serve.http import build_http_app
 
@@ -34,6 +36,15 @@ class IngressSettings:
     deployments: dict[str, str]
     prefix_routing: dict[str, bool]
     failover: bool = True
+    #: Per served model, by display name: what it resolved to (its files describe it while it
+    #: is not loaded).
+    models: dict[str, ResolvedModel] = field(default_factory=dict)
+    #: How long a request waits for its model to load.
+    load_timeout_s: float = 300.0
+    on_gpu: bool = False
+    #: At most this many models loaded at once (None: as many as memory and GPUs take).
+    max_loaded_models: int | None = None
+    max_queue: int = 512
 
 
 @serve.ingress()
@@ -47,13 +58,17 @@ class Ingress:
         app_name = context.app_name
         self._about = {"replica": context.replica_id.unique_id, "node": ray.get_runtime_context().get_node_id()}
         self._channel = ChannelClient(channel_secret(app_name))
+        budget = Budget(settings.max_loaded_models, max_queue=settings.max_queue)
         remotes = {
             ModelName.parse(name).key: RemoteModel(
                 name, handle, self._channel, app_name=app_name, deployment=settings.deployments[name],
                 prefix_routing=settings.prefix_routing[name], failover=settings.failover,
+                model=settings.models.get(name), on_gpu=settings.on_gpu, load_timeout_s=settings.load_timeout_s,
+                budget=budget,
             )
             for name, handle in models.items()
         }
+        budget.models = list(remotes.values())
         self._settings = settings
         self._directory = ModelDirectory(remotes, Registry(settings.home))
 

@@ -6,8 +6,9 @@ bytes the client gets, built here where the tokens are made (`serve/local.py`), 
 ids that let the ingress resume a stream elsewhere if this replica dies (`serve/forward.py`).
 Serve's handle reaches it only to learn that port (`endpoint`).
 
-Scaling and draining: the replica reports the requests it holds (`record_autoscaling_stats`,
-read by `serve/scaling.py`); when Serve stops it (downscale, redeploy, shutdown), it takes no new
+Scaling, lifecycle and draining: the replica reports the requests it holds and until when it wants
+its model loaded (`record_autoscaling_stats`, read by `serve/scaling.py`; the keep_alive rules are
+`serve/lifecycle.py`); when Serve stops it (downscale, unload, redeploy, shutdown), it takes no new
 requests and lets those in flight finish before its engine stops (`__del__`, within the
 deployment's graceful shutdown timeout), while the ingress sends new ones elsewhere.
 
@@ -25,7 +26,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -34,10 +34,11 @@ from ray import serve
 from vllama.engine.vllm_engine import ChatOptions, VllmEngine
 from vllama.errors import EngineDied
 from vllama.models.describe import ModelDescription, describe
-from vllama.models.resolve import ResolvedModel
+from vllama.models.resolve import ResolvedModel, weights_dir
 from vllama.serve import scaling
 from vllama.serve.channel import ChannelServer, channel_secret
 from vllama.serve.hop import Call, Piece
+from vllama.serve.lifecycle import KeepAlive
 from vllama.serve.local import LocalModel
 
 logger = logging.getLogger("vllama")
@@ -53,6 +54,8 @@ class ReplicaSettings:
     #: How long a stopping replica lets its requests finish (the deployment's graceful
     #: shutdown timeout, less a margin for the engine's own stop).
     drain_timeout_s: float = 20.0
+    #: The model's keep_alive (seconds; negative: forever) when its requests do not say.
+    keep_alive_s: float = -1.0
 
 
 class EngineReplica:
@@ -70,7 +73,7 @@ class EngineReplica:
         )
         description = describe(
             model,
-            local_dir=_local_dir(source),
+            local_dir=weights_dir(source),
             hf_config=self._engine.hf_config,
             max_model_len=self._engine.max_model_len,
             chat_template=self._engine.chat_template,
@@ -80,6 +83,7 @@ class EngineReplica:
         )
         self._local = LocalModel(self._engine, model, description)
         self._death_logged = False
+        self._keep_alive = KeepAlive(settings.keep_alive_s)
         self._channel = ChannelServer(self._on_channel, channel_secret(context.app_name))
         self._endpoint = await self._channel.start(ray.util.get_node_ip_address())
         # What vLLM's own server does once started (vllm.utils.gc_utils): the ~760k objects of
@@ -106,22 +110,36 @@ class EngineReplica:
             return self.describe()
         if method == "metrics":
             return self.metrics()
+        if method == "keep_alive":
+            return self.keep_alive(argument)
         return self.status()
 
     async def stream(self, call: Call) -> AsyncIterator[Piece]:
         self._check_alive()
+        self._keep_alive.begin(call.keep_alive)
         try:
             async for piece in self._local.stream(call, self.replica):
                 yield piece
         except EngineDied as exc:
             raise self._died(exc) from None
+        finally:
+            self._keep_alive.end()
 
     async def once(self, call: Call) -> bytes:
         self._check_alive()
+        self._keep_alive.begin(call.keep_alive)
         try:
             return await self._local.once(call)
         except EngineDied as exc:
             raise self._died(exc) from None
+        finally:
+            self._keep_alive.end()
+
+    async def keep_alive(self, seconds: float | None) -> float:
+        """A load (or, with 0, unload) call for this model: restart its timer with `seconds`
+        (None: the model's default). Returns when the model now expires."""
+        self._keep_alive.touch(seconds)
+        return self._keep_alive.expires_at()
 
     async def describe(self) -> ModelDescription:
         return self._local.description
@@ -141,6 +159,9 @@ class EngineReplica:
             "pid": os.getpid(),
             "state": "STOPPING" if self._channel.stopping else state,
             "in_flight": self._channel.in_flight,
+            "expires_at": self._keep_alive.expires_at(),
+            "last_used": self._keep_alive.last_used,
+            "active": self._keep_alive.active,
             **self._local.status(),
             **self._engine.cache_stats(),
         }
@@ -161,7 +182,7 @@ class EngineReplica:
             )
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
-        return {scaling.IN_FLIGHT: float(self._channel.in_flight)}
+        return {scaling.IN_FLIGHT: float(self._channel.in_flight), scaling.KEEP_UNTIL: self._keep_alive.keep_until()}
 
     def __del__(self) -> Awaitable[None] | None:
         """Serve's stop (downscale, redeploy, shutdown): finish what is in flight, then stop the
@@ -212,15 +233,3 @@ def engine_features(engine: VllmEngine) -> list[str]:
     flags = {"tools": engine.tools, "insert": engine.fim_tokens is not None,
              "vision": engine.is_multimodal, "thinking": engine.thinks}
     return [name for name, present in flags.items() if present]
-
-
-def _local_dir(source: str) -> Path | None:
-    """The directory holding the weights: the source itself, or its Hugging Face cache snapshot."""
-    if Path(source).is_dir():
-        return Path(source)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(source, local_files_only=True))
-    except Exception:  # not in the cache (another load format): sizes are then unknown
-        return None

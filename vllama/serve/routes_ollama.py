@@ -27,6 +27,7 @@ from vllama.ollama_api.schema import (
     ShowRequest,
 )
 from vllama.serve.directory import ModelDirectory
+from vllama.serve.lifecycle import expires_text
 from vllama.serve.progress import last_status, lines, thread_progress
 from vllama.serve.responses import NDJSON, json_response, ollama_error_line, stream_response, until_disconnect
 from vllama.translate import models as model_objects
@@ -95,7 +96,9 @@ async def tags(request: Request) -> Response:
 @router.get("/api/ps")
 async def ps(request: Request) -> Response:
     loaded = await directory(request).loaded()
-    return json_response({"models": [model_objects.ps_entry(d, replicas) for d, replicas in loaded]})
+    return json_response({"models": [
+        model_objects.ps_entry(d, replicas, expires_text(expires)) for d, replicas, expires in loaded
+    ]})
 
 
 @router.post("/api/show")
@@ -122,8 +125,10 @@ async def _inference(request: Request, kind: str, schema: type[GenerateRequest] 
     target = directory(request).resolve(name)
     assert name is not None
     if is_load_request(parsed):
-        # The model is always loaded in vLLM; answer as Ollama does for a load (or unload) call.
-        return json_response(load_object("chat" if kind == "chat" else "generate", name, parsed.keep_alive == 0))
+        # Ollama's load call, or with keep_alive 0 its unload call: answered once it is done.
+        unload = parsed.keep_alive == 0
+        await until_disconnect(request, target.unload() if unload else target.load(parsed.keep_alive))
+        return json_response(load_object("chat" if kind == "chat" else "generate", name, unload))
     if parsed.streaming:
         chunks = target.stream("ollama", kind, body, parsed, arrival_ns, name)
         return await stream_response(chunks, NDJSON, ollama_error_line)

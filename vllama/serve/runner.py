@@ -8,12 +8,13 @@ read once, when Ray's modules load in each process, so they are set here before 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import sys
 import threading
 from typing import Any
+
+from vllama.serve.lifecycle import vllama_message
 
 APP_NAME = "vllama"
 
@@ -135,8 +136,8 @@ def failure_reason(serve: Any) -> str | None:
     except Exception:
         return None
     for deployment in (application.deployments.values() if application else ()):
-        if match := re.search(r"vllama\.errors\.\w+: (.+)", deployment.message or "", re.DOTALL):
-            return match.group(1).strip()
+        if message := vllama_message(deployment.message or ""):
+            return message
     return None
 
 

@@ -37,6 +37,14 @@ class ModelTarget(Protocol):
 
     async def metrics(self) -> list[tuple[str, bytes]]: ...
 
+    async def load(self, keep_alive: float | None) -> None: ...
+
+    async def unload(self) -> None: ...
+
+    async def replica_states(self) -> dict[str, int]: ...
+
+    async def expires_at(self) -> float: ...
+
 
 class CreatedTarget:
     """A model made by /api/create: requests run on its base model's target, carrying its
@@ -74,3 +82,16 @@ class CreatedTarget:
 
     async def metrics(self) -> list[tuple[str, bytes]]:
         return []  # its base model's replicas are scraped as that model
+
+    # Loading or unloading a created model is loading or unloading its base's engine.
+    async def load(self, keep_alive: float | None) -> None:
+        await self.base.load(keep_alive)
+
+    async def unload(self) -> None:
+        await self.base.unload()
+
+    async def replica_states(self) -> dict[str, int]:
+        return await self.base.replica_states()
+
+    async def expires_at(self) -> float:
+        return await self.base.expires_at()

@@ -28,12 +28,12 @@ def tags_entry(desc: ModelDescription) -> dict[str, Any]:
     ).model_dump()
 
 
-def ps_entry(desc: ModelDescription, replicas: int = 1) -> dict[str, Any]:
-    """`replicas` (vllama's addition): the engine replicas serving the model; memory is per replica."""
-    # vLLM keeps a model loaded for the application's life: Ollama's answer for keep_alive < 0.
+def ps_entry(desc: ModelDescription, replicas: int = 1, expires_at: str = FOREVER) -> dict[str, Any]:
+    """`replicas` (vllama's addition): the engine replicas serving the model; memory is per
+    replica. `expires_at`: when it unloads if no request comes (FOREVER: kept loaded)."""
     return ProcessModelResponse(
         name=desc.name, model=desc.name, size=desc.size, digest=desc.digest, details=details(desc),
-        expires_at=FOREVER, size_vram=desc.size if desc.on_gpu else 0, context_length=desc.context_length,
+        expires_at=expires_at, size_vram=desc.size if desc.on_gpu else 0, context_length=desc.context_length,
         replicas=replicas,
     ).model_dump()
 
