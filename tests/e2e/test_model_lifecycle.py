@@ -161,18 +161,36 @@ def test_a_request_in_flight_is_not_unloaded_under(server: ServerProcess) -> Non
     assert ON_DEMAND not in loaded(server)
 
 
-def test_a_failed_load_says_why(server: ServerProcess) -> None:
-    """The engine's explained cause, in Ollama's error format, for the request that waited for
-    the load and for the ones after it; nothing left running."""
+def test_a_model_created_on_an_unloaded_one_loads_its_base_on_first_use(server: ServerProcess) -> None:
+    httpx.post(f"{server.url}/api/generate", json={"model": ON_DEMAND, "keep_alive": 0}, timeout=200)
+    assert ON_DEMAND not in loaded(server)
+    created = httpx.post(f"{server.url}/api/create", timeout=60,
+                         json={"model": "terse:latest", "from": ON_DEMAND, "system": "Answer in one word.", "stream": False})
+    assert created.status_code == 200, created.text
+    assert ON_DEMAND not in loaded(server)  # creating it loaded nothing
+    answer = generate(server, "terse:latest")
+    assert answer["done"] and answer["load_duration"] > 1e9
+    assert ON_DEMAND in loaded(server)
+
+
+def test_a_failed_load_says_why_and_a_later_request_loads_once_fixed(server: ServerProcess, workdir: Path) -> None:
+    """The engine's explained cause, in Ollama's error format, for the requests that asked;
+    nothing left running; once the cause is gone (the weights arrive), a request loads it."""
+    from vllama.models.tiny import make_tiny_model
+
     body = {"model": LATER, "prompt": "hello", "stream": False, "options": {"num_predict": 4}}
     for _ in range(2):
         failed = httpx.post(f"{server.url}/api/generate", json=body, timeout=400)
         assert failed.status_code == 500, failed.text
         error = failed.json()["error"]
         assert error.startswith(f"model '{LATER}' failed to load: model directory") and "has no config.json" in error
-    assert LATER not in loaded(server)
-    assert replica_processes(server, LATER) == []  # nothing left half-started
+    wait_until_unloaded(server, LATER, timeout_s=30)  # the replica that reported it is scaled away
+    _, alive = psutil.wait_procs(replica_processes(server, LATER), timeout=30)
+    assert alive == []  # nothing left half-started
     assert generate(server, STARTED)["done"]  # the others serve on
+    make_tiny_model(workdir / "later-weights")  # the weights arrive
+    assert generate(server, LATER)["done"]
+    assert LATER in loaded(server)
 
 
 def test_max_loaded_models_one_swaps_models_used_in_turn() -> None:

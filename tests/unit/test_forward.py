@@ -558,3 +558,21 @@ async def test_an_endpoint_that_cannot_be_learned_is_a_replica_failure(running: 
     assert channel.replicas == ["r2"]
     assert model._suspect.get("r1", 0) > time.monotonic()
     assert model._in_flight == {"r1": 0, "r2": 1}
+
+
+def test_a_failed_load_is_the_clients_error_with_its_cause() -> None:
+    """What an engine replica raised for its model's failed load (Ray wraps it, keeping the
+    cause), or Serve's own message: the client's error names the model and the cause; a bad
+    setting is 400, the rest 500; any other error is not a load failure."""
+    from vllama.errors import ConfigError
+
+    model = remote(FakeChannel(b""))
+    wrapped = RuntimeError("RayTaskError(ConfigError)")
+    wrapped.cause = ConfigError("invalid engine settings for model 'm': max_model_len must be positive")  # type: ignore[attr-defined]
+    failed = model._load_failed(wrapped)
+    assert failed is not None and failed.status_code == 400
+    assert failed.message == "model 'm' failed to load: invalid engine settings for model 'm': max_model_len must be positive"
+    memory = model._load_failed(ConfigError("engine for model 'm' failed to start: less than desired CPU memory"))
+    assert memory is not None and memory.status_code == 500
+    assert model._load_failed("model directory '/m' has no config.json").message.endswith("has no config.json")  # type: ignore[union-attr]
+    assert model._load_failed(TimeoutError("slow")) is None

@@ -92,3 +92,24 @@ def test_without_serve_the_engine_stops_at_once() -> None:
     subject = replica(engine)
     assert subject.__del__() is None
     assert engine.dead
+
+
+async def test_a_replica_whose_model_failed_to_load_reports_it_and_asks_to_go() -> None:
+    """A model loaded on demand whose engine did not start: the replica stays up to answer the
+    waiting requests with the cause, passes its health check (Serve would otherwise count the
+    failure toward giving up on the deployment), and reports a keep_alive already run out."""
+    import time
+
+    from vllama.errors import ConfigError
+    from vllama.serve import scaling
+    from vllama.serve.lifecycle import KeepAlive
+
+    made = replica(FakeEngine())
+    made._load_error = ConfigError("model directory '/m' has no config.json")  # type: ignore[attr-defined]
+    made._keep_alive = KeepAlive(300.0)  # type: ignore[attr-defined]
+    made._keep_alive.touch(0.0)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="has no config.json"):
+        await made.endpoint()
+    await made.check_health()
+    stats = await made.record_autoscaling_stats()
+    assert stats[scaling.IN_FLIGHT] == 0 and stats[scaling.KEEP_UNTIL] <= time.time()

@@ -84,6 +84,7 @@ def build_app(args: dict[str, Any]) -> Application:
             # the time to stop.
             drain_timeout_s=max((settings.graceful_shutdown_timeout_s or DEFAULT_GRACEFUL_SHUTDOWN_S) - 2, 0),
             keep_alive_s=config.model_keep_alive(model_config),
+            fail_at_start=model_config.load == "start",
         )
         engines[model.name] = serve.deployment(EngineReplica).options(**options).bind(model, replica)
     routings = [c.routing or config.routing for c in config.models]

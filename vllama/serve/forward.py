@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from vllama.errors import EngineDied, EngineFailed
+from vllama.errors import EngineDied, EngineFailed, VllamaError
 from vllama.models.describe import ModelDescription, describe_unloaded
 from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel, weights_dir
@@ -229,11 +229,12 @@ class RemoteModel:
                 done, _ = await asyncio.wait({waiting}, timeout=LOAD_POLL_S)
                 if done and waiting.exception() is None:
                     return waiting.result()
+                if done and (failed := self._load_failed(waiting.exception())) is not None:
+                    raise failed  # the replica started to say why its engine did not
                 failure = await asyncio.to_thread(lifecycle.load_failure, self._app_name, self._deployment)
-                if failure is not None:
-                    bad_setting = failure.startswith(BAD_SETTING)
-                    raise EngineFailed(f"model '{self.name}' failed to load: {failure}", status_code=400 if bad_setting else 500)
-                if done:  # Serve refused the call (a deployment it gave up on) for no cause it states
+                if failure is not None:  # Serve gave up on the replicas' constructor
+                    raise self._load_failed(failure)
+                if done:  # Serve refused the call for no cause it states
                     raise EngineFailed(f"model '{self.name}' failed to load: {waiting.exception()}")
                 if time.monotonic() > deadline:
                     raise EngineDied(f"model '{self.name}' did not load within {self._load_timeout_s:g} s (load_timeout)")
@@ -242,10 +243,23 @@ class RemoteModel:
                 waiting.cancel()
                 response.cancel()
 
+    def _load_failed(self, cause: BaseException | str | None) -> EngineFailed | None:
+        """The client's error for a load that failed with `cause` (a message, or the error an
+        engine replica raised for it; None for any other error): 400 for a bad setting."""
+        cause = getattr(cause, "cause", None) or cause  # Ray wraps what a replica raised
+        if isinstance(cause, VllamaError):
+            cause = cause.message
+        if not isinstance(cause, str):
+            return None
+        status = 400 if cause.startswith(BAD_SETTING) else 500
+        return EngineFailed(f"model '{self.name}' failed to load: {cause}", status_code=status)
+
     async def _loaded_replicas(self) -> list[str]:
         """The running replicas, without loading the model when it has none."""
         known = [r.replica_id.unique_id for r in routing.replicas_of(self._app_name, self._deployment)]
-        if known:
+        if known or routing.has_router(self._app_name, self._deployment):
+            # Its router's word, not the controller's: the controller can still list a replica
+            # the router knows is stopping, and a call through the handle would load it again.
             return known
         # This ingress replica's router starts with its first request for the model: until then
         # Serve's controller knows whether replicas run.
@@ -320,6 +334,8 @@ class RemoteModel:
             _, endpoint = await asyncio.wait_for(response, STATUS_TIMEOUT_S)
         except Exception as exc:
             response.cancel()
+            if (failed := self._load_failed(exc)) is not None:
+                raise failed from None  # a replica whose model failed to load, not yet scaled away
             raise ConnectionError(f"replica {replica} did not give its endpoint: {exc}") from None
         return tuple(endpoint)
 
@@ -334,7 +350,12 @@ class RemoteModel:
                 if not replicas and self._model is not None:
                     return describe_unloaded(self._model, weights_dir(self._model.source), on_gpu=self._on_gpu)
                 replica = replicas[0] if replicas else (await self._running())[0]
-                self._description = await self._channel.call(await self._endpoint(replica), "describe", None)
+                try:
+                    self._description = await self._channel.call(await self._endpoint(replica), "describe", None)
+                except EngineFailed:  # its load failed: what its files say
+                    if self._model is None:
+                        raise
+                    return describe_unloaded(self._model, weights_dir(self._model.source), on_gpu=self._on_gpu)
         return self._description
 
     def replica_count(self) -> int:

@@ -32,7 +32,7 @@ import ray
 from ray import serve
 
 from vllama.engine.vllm_engine import ChatOptions, VllmEngine
-from vllama.errors import EngineDied
+from vllama.errors import EngineDied, VllamaError
 from vllama.models.describe import ModelDescription, describe
 from vllama.models.resolve import ResolvedModel, weights_dir
 from vllama.serve import scaling
@@ -54,6 +54,9 @@ class ReplicaSettings:
     #: How long a stopping replica lets its requests finish (the deployment's graceful
     #: shutdown timeout, less a margin for the engine's own stop).
     drain_timeout_s: float = 20.0
+    #: A failed engine start fails the replica's constructor (the model loads at start: the
+    #: server stops at once with the cause); otherwise the replica stays up to report it.
+    fail_at_start: bool = True
     #: The model's keep_alive (seconds; negative: forever) when its requests do not say.
     keep_alive_s: float = -1.0
 
@@ -61,19 +64,31 @@ class ReplicaSettings:
 class EngineReplica:
     """Owns one engine; serves the requests the ingress forwards for its model."""
 
+    #: Why the model's engine did not start (a replica of a model loaded on demand).
+    _load_error: VllamaError | None = None
+
     async def __init__(self, model: ResolvedModel, settings: ReplicaSettings) -> None:
         self._settings = settings
         self._model = model
         context = serve.get_replica_context()
         self.replica = context.replica_id.unique_id
-        source = model.local_source()
-        chat = ChatOptions(tool_parser=model.tool_parser, think_default=model.think_default)
-        self._engine = await VllmEngine.start(
-            model.name, source, model.engine_kwargs, chat, stream_interval_s=settings.stream_interval_ms / 1000
-        )
+        self._keep_alive = KeepAlive(settings.keep_alive_s)
+        try:
+            self._engine = await self._start_engine()
+        except VllamaError as exc:
+            if settings.fail_at_start:
+                raise
+            # A model loaded on demand: Serve would count a failing constructor toward giving up
+            # on the deployment for good (no retry until it is deployed again). Started, this
+            # replica answers the waiting requests with the cause, reports that it wants no
+            # keep_alive, and the policy scales it away: the next request starts a new attempt.
+            logger.error("model %s failed to load: %s", model.name, exc.message)
+            self._load_error = exc
+            self._keep_alive.touch(0.0)
+            return
         description = describe(
             model,
-            local_dir=weights_dir(source),
+            local_dir=weights_dir(self._source),
             hf_config=self._engine.hf_config,
             max_model_len=self._engine.max_model_len,
             chat_template=self._engine.chat_template,
@@ -83,7 +98,6 @@ class EngineReplica:
         )
         self._local = LocalModel(self._engine, model, description)
         self._death_logged = False
-        self._keep_alive = KeepAlive(settings.keep_alive_s)
         self._channel = ChannelServer(self._on_channel, channel_secret(context.app_name))
         self._endpoint = await self._channel.start(ray.util.get_node_ip_address())
         # What vLLM's own server does once started (vllm.utils.gc_utils): the ~760k objects of
@@ -94,11 +108,21 @@ class EngineReplica:
 
         freeze_gc_heap()
 
+    async def _start_engine(self) -> VllmEngine:
+        self._source = self._model.local_source()
+        chat = ChatOptions(tool_parser=self._model.tool_parser, think_default=self._model.think_default)
+        return await VllmEngine.start(
+            self._model.name, self._source, self._model.engine_kwargs, chat,
+            stream_interval_s=self._settings.stream_interval_ms / 1000,
+        )
+
     # --- called by the ingress -------------------------------------------------------------
 
     async def endpoint(self, pin: str | None = None) -> tuple[str, tuple[str, int]]:
         """This replica's id and channel endpoint. `pin`: read by the request router, which
-        sends the call to that replica."""
+        sends the call to that replica. A replica whose model failed to load raises the cause."""
+        if self._load_error is not None:
+            raise self._load_error
         return self.replica, self._endpoint
 
     def _on_channel(self, method: str, argument: Any) -> Any:
@@ -169,6 +193,8 @@ class EngineReplica:
     # --- called by Serve ---------------------------------------------------------------------
 
     async def check_health(self) -> None:
+        if self._load_error is not None:
+            return  # healthy as a messenger: the policy scales it away
         if self._engine.dead:
             self._log_death()
             raise EngineDied(f"the engine of model '{self._model.name}' stopped: {self._engine.death_cause()}",
@@ -182,6 +208,8 @@ class EngineReplica:
             )
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
+        if self._load_error is not None:
+            return {scaling.IN_FLIGHT: 0.0, scaling.KEEP_UNTIL: self._keep_alive.keep_until()}
         return {scaling.IN_FLIGHT: float(self._channel.in_flight), scaling.KEEP_UNTIL: self._keep_alive.keep_until()}
 
     def __del__(self) -> Awaitable[None] | None:
