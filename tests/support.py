@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,10 +27,22 @@ import httpx
 from vllama.bench.processes import kill_started_under
 
 
+#: Where test servers listen: above Ray's worker ports (10002-19999), below Serve's replica HTTP
+#: ports (30000 up) and the kernel's ephemeral range (32768 up). A port the kernel hands out as
+#: free (bind to 0) is an ephemeral one, which any outgoing connection of Ray's may take before
+#: the server binds it: once in CI, HAProxy could not bind the port a test had been given.
+TEST_PORTS = range(20000, 30000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for port in random.sample(TEST_PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {TEST_PORTS}")
 
 
 def short_tmpdir(prefix: str) -> Path:
@@ -73,10 +86,14 @@ class ServerProcess:
         )
 
     def log_tail(self, lines: int = 60) -> str:
+        """The log's last lines, after vllama's own (`vllama: failed to start: ...`), which a
+        stop's noise would otherwise push out of view."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return ""
+        own = [line for line in text if line.startswith("vllama: ")]
+        return "\n".join([*own, "...", *text[-lines:]])
 
     def wait_until(self, ready: callable, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -118,8 +118,8 @@ class ModelConfig(_Config):
     model (which waits for it, up to the application's `load_timeout`)."""
     keep_alive: Duration = None
     """How long the model stays loaded after its last request, as Ollama's `keep_alive` (seconds,
-    or "5m"; negative: forever; 0: unload after each request). A request's own `keep_alive`
-    replaces it until the next one. Default: the application's `keep_alive`."""
+    or "5m"; negative: forever; 0: unload after each request), for requests that do not give
+    their own. Default: the application's `keep_alive`."""
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
 
     @field_validator("name")

@@ -83,6 +83,38 @@ def wait_until_unloaded(server: ServerProcess, model: str, timeout_s: float) -> 
     return time.monotonic() - start
 
 
+def test_max_loaded_models_one_swaps_models_used_in_turn() -> None:
+    """`max_loaded_models: 1`: each model used in turn unloads the other first (the least
+    recently used idle one), and no request fails."""
+    workdir = short_tmpdir("vt-swap-")
+    config = {"max_loaded_models": 1, "models": [
+        {"name": "a:latest", "source": "random:tiny", "load": "demand", **ENGINE},
+        {"name": "b:latest", "source": "random:tiny", "load": "demand", **ENGINE},
+    ]}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    with vllama_server("", "--config", str(workdir / "config.yaml"), "--dashboard-port", "0", workdir=workdir) as server:
+        for model in ("a:latest", "b:latest", "a:latest"):
+            assert generate(server, model)["done"]
+            assert list(loaded(server)) == [model]
+            assert generate(server, model)["load_duration"] < 1e9  # loaded: the next one does not wait
+
+
+def test_two_model_directories_start_with_no_memory_flag() -> None:
+    """On a CPU each engine's memory share is chosen so both fit (vLLM's default, 0.92 of the
+    machine each, failed to start the first)."""
+    from vllama.models.tiny import make_tiny_model
+
+    workdir = short_tmpdir("vt-dirs-")
+    first, second = make_tiny_model(workdir / "first"), make_tiny_model(Path(workdir / "second"))
+    with vllama_server("", "--model", f"first={first}", "--model", f"second={second}", "--dashboard-port", "0",
+                       "--engine-arg", "enforce_eager=true", "--max-model-len", "1024", workdir=workdir) as server:
+        for name in ("first", "second"):
+            assert generate(server, name)["done"]
+        engines = httpx.get(f"{server.url}/vllama/status", timeout=60).json()["models"]
+        shares = [engines[name]["engine"].get("gpu_memory_utilization") for name in ("first:latest", "second:latest")]
+        assert all(0 < share < 0.5 for share in shares), shares
+
+
 def test_on_demand_model_is_listed_but_not_loaded_at_start(server: ServerProcess) -> None:
     assert list(loaded(server)) == [STARTED]
     tags = [m["name"] for m in httpx.get(f"{server.url}/api/tags", timeout=60).json()["models"]]
@@ -191,35 +223,3 @@ def test_a_failed_load_says_why_and_a_later_request_loads_once_fixed(server: Ser
     make_tiny_model(workdir / "later-weights")  # the weights arrive
     assert generate(server, LATER)["done"]
     assert LATER in loaded(server)
-
-
-def test_max_loaded_models_one_swaps_models_used_in_turn() -> None:
-    """`max_loaded_models: 1`: each model used in turn unloads the other first (the least
-    recently used idle one), and no request fails."""
-    workdir = short_tmpdir("vt-swap-")
-    config = {"max_loaded_models": 1, "models": [
-        {"name": "a:latest", "source": "random:tiny", "load": "demand", **ENGINE},
-        {"name": "b:latest", "source": "random:tiny", "load": "demand", **ENGINE},
-    ]}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    with vllama_server("", "--config", str(workdir / "config.yaml"), "--dashboard-port", "0", workdir=workdir) as server:
-        for model in ("a:latest", "b:latest", "a:latest"):
-            assert generate(server, model)["done"]
-            assert list(loaded(server)) == [model]
-            assert generate(server, model)["load_duration"] < 1e9  # loaded: the next one does not wait
-
-
-def test_two_model_directories_start_with_no_memory_flag() -> None:
-    """On a CPU each engine's memory share is chosen so both fit (vLLM's default, 0.92 of the
-    machine each, failed to start the first)."""
-    from vllama.models.tiny import make_tiny_model
-
-    workdir = short_tmpdir("vt-dirs-")
-    first, second = make_tiny_model(workdir / "first"), make_tiny_model(Path(workdir / "second"))
-    with vllama_server("", "--model", f"first={first}", "--model", f"second={second}", "--dashboard-port", "0",
-                       "--engine-arg", "enforce_eager=true", "--max-model-len", "1024", workdir=workdir) as server:
-        for name in ("first", "second"):
-            assert generate(server, name)["done"]
-        engines = httpx.get(f"{server.url}/vllama/status", timeout=60).json()["models"]
-        shares = [engines[name]["engine"].get("gpu_memory_utilization") for name in ("first:latest", "second:latest")]
-        assert all(0 < share < 0.5 for share in shares), shares

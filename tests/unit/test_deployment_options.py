@@ -271,10 +271,13 @@ GIB = 1 << 30
         (0, 1, 20 * GIB, 24 * GIB, 0.20),  # 5 GiB of 24: a KV cache of 4 GiB and the engine
         (3 * GIB, 1, 20 * GIB, 24 * GIB, 0.33),  # with its weights
         (0, 2, 20 * GIB, 24 * GIB, 0.20),  # two fit in 20 GiB free
-        (0, 5, 20 * GIB, 24 * GIB, 0.15),  # five do not at 5 GiB each: 90% of what is free, shared
-        (14 * GIB, 1, 20 * GIB, 24 * GIB, 0.75),  # a large model takes what is free, never more
+        # Five do not at 5 GiB each: 90% of what is free, shared, less each engine's processes
+        # outside its share (1.75 GiB): 3.6 - 1.75 = 1.85 GiB of 24.
+        (0, 5, 20 * GIB, 24 * GIB, 0.07),
+        (14 * GIB, 1, 20 * GIB, 24 * GIB, 0.67),  # a large model takes what is free, never more
         (100 * GIB, 1, 500 * GIB, 512 * GIB, 0.2),
         (500 * GIB, 1, 510 * GIB, 512 * GIB, 0.89),
+        (0, 2, 7 * GIB, 24 * GIB, 0.05),  # a busy machine: still a KV cache for each
         (0, 1000, GIB, 24 * GIB, 0.01),  # at least 0.01: vLLM then says what is missing
     ],
 )

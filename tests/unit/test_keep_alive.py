@@ -40,10 +40,10 @@ def test_the_latest_requests_keep_alive_counts_from_its_end(clock: Clock) -> Non
     clock.now = 1050.0
     timer.end()
     assert timer.keep_until() == 1052.0
-    timer.begin(None)  # a request without keep_alive leaves the one in force
+    timer.begin(None)  # a request without keep_alive: the model's default again, as in Ollama
     clock.now = 1060.0
     timer.end()
-    assert timer.keep_until() == 1062.0
+    assert timer.keep_until() == 1360.0
 
 
 def test_overlapping_requests(clock: Clock) -> None:

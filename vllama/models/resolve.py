@@ -109,20 +109,25 @@ def weights_dir(source: str) -> Path | None:
 #: by default, VLLM_CPU_KVCACHE_SPACE=4): CPU decoding serves few streams at once, and memory
 #: that the cache does not need is left to the other models.
 CPU_KV_CACHE_BYTES = 4 << 30
-#: The engine process's own memory beyond its weights (torch, vLLM, activations).
+#: The engine worker's own memory beyond its weights (torch, vLLM, activations): in its share.
 CPU_ENGINE_OVERHEAD_BYTES = 1 << 30
+#: An engine's processes outside its share: its Serve replica (0.9 GiB resident, measured) and
+#: vLLM's engine core process (0.8 GiB).
+CPU_ENGINE_PROCESSES_BYTES = 1792 << 20
 #: vLLM's default share (`gpu_memory_utilization`), the most an engine takes.
 VLLM_DEFAULT_SHARE = 0.92
 
 
 def cpu_memory_share(weights_bytes: int, engines: int, *, available: int, total: int) -> float:
-    """On a CPU, `gpu_memory_utilization` is the share of host memory an engine takes (weights,
-    KV cache, the rest), and vLLM's default (0.92) leaves room for one engine and nothing else.
-    The default here: the weights, a 4 GiB KV cache and the engine's own overhead, and never
-    more than `engines` engines can take together from the memory available now (90% of it, for
-    Ray and the ingress). Rounded down to a hundredth, as vLLM reads it; at least 0.01."""
+    """On a CPU, `gpu_memory_utilization` is the share of host memory an engine's worker takes
+    (weights, KV cache, its own runtime), and vLLM's default (0.92) leaves room for one engine
+    and nothing else. The default here: the weights, a 4 GiB KV cache and the worker's runtime,
+    and never more than `engines` engines can take together from the memory available now: 90%
+    of it (Ray and the ingress need some), less each engine's processes outside its share (the
+    Serve replica and vLLM's engine core). Rounded down to a hundredth, as vLLM reads it; at
+    least 0.01 (vLLM then says what is missing)."""
     wanted = (weights_bytes + CPU_KV_CACHE_BYTES + CPU_ENGINE_OVERHEAD_BYTES) / total
-    fits = 0.9 * available / total / max(engines, 1)
+    fits = (0.9 * available / max(engines, 1) - CPU_ENGINE_PROCESSES_BYTES) / total
     share = min(wanted, fits, VLLM_DEFAULT_SHARE)
     return max(int(share * 100) / 100, 0.01)
 

@@ -3,7 +3,7 @@ has replicas, and unloaded at zero. Nothing here starts or stops an engine by ha
 as it scales any deployment, and vllama tells its autoscaler when.
 
 - **keep_alive.** Each engine replica keeps the `keep_alive` of the latest request it got
-  (Ollama's rule: the most recent request sets the timer; without one, the model's default) and
+  (Ollama's rule: each request sets the timer, to the model's default when it gives none) and
   reports until when it wants its model loaded (`KeepAlive.keep_until`), with the requests it
   holds, as an autoscaling metric. The policy (`scaling.py`) scales the deployment to zero once
   every replica's time has passed and none holds a request. Serve then stops the replicas as it
@@ -15,7 +15,10 @@ as it scales any deployment, and vllama tells its autoscaler when.
   share that one engine start.
 - **Unload now** (`keep_alive: 0` and no prompt). The ingress sets each replica's keep_alive to
   0 and answers once Serve has no replica of the model left (`wait_unloaded`).
-
+- **A failed load.** The replica of a model loaded on demand whose engine does not start stays up
+  without one (Serve gives up on a deployment for good once its constructor has failed before
+  any replica started): it answers the waiting requests with the cause and reports a keep_alive
+  already run out, so it is scaled away and the next request tries again.
 - **A budget** (`Budget`, Ollama's `OLLAMA_MAX_LOADED_MODELS`): before a model loads, the
   least recently used idle model unloads when `max_loaded_models` are loaded already; when none
   is idle, the load waits (at most `max_queue` requests wait, each up to its load timeout) and
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vllama.errors import Overloaded
+from vllama.models.describe import FOREVER
 
 #: Ollama's answer when it cannot take a request now (its ErrMaxQueue).
 SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -43,7 +47,7 @@ SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded
 #: What a replica reports while it must not unload (requests in flight, or keep_alive < 0).
 FOREVER_TS = 1e12
 #: Ollama's `expires_at` for a model kept forever (Go's far future).
-FOREVER_TEXT = "2318-08-19T00:00:00Z"
+FOREVER_TEXT = FOREVER
 
 
 class KeepAlive:
@@ -58,9 +62,9 @@ class KeepAlive:
         self.active = 0
 
     def begin(self, keep_alive: float | None) -> None:
-        """A request starts: its keep_alive (if it has one) is the one in force from now on."""
-        if keep_alive is not None:
-            self.seconds = keep_alive
+        """A request starts: its keep_alive, or without one the model's default, is the one in
+        force from now on (as Ollama sets each request's on the model it runs on)."""
+        self.seconds = self.default_s if keep_alive is None else keep_alive
         self.active += 1
 
     def end(self) -> None:
