@@ -181,6 +181,11 @@ class ServingConfig(_Config):
     """The default of every model's `keep_alive` (Ollama's `OLLAMA_KEEP_ALIVE`). When not set, a
     model loaded on demand stays 5 minutes after its last request, as in Ollama, and a model
     loaded at start stays until a request's `keep_alive` says otherwise."""
+    available_models: bool = True
+    """Serve also the models this machine has that `models` does not list, loaded on demand:
+    model directories under `$VLLAMA_HOME/models`, pulled ones, catalog models whose weights
+    are on disk (as Ollama serves whatever is pulled; see vllama/models/available.py). false:
+    only the models listed."""
     max_loaded_models: int | None = Field(default=None, ge=1)
     """At most this many models loaded at once (Ollama's `OLLAMA_MAX_LOADED_MODELS`): to load
     another, the least recently used idle one unloads. Default: 3 per GPU in the cluster, as

@@ -223,3 +223,48 @@ def test_a_failed_load_says_why_and_a_later_request_loads_once_fixed(server: Ser
     make_tiny_model(workdir / "later-weights")  # the weights arrive
     assert generate(server, LATER)["done"]
     assert LATER in loaded(server)
+
+
+def test_a_model_directory_added_while_serving_is_listed_and_loaded_on_demand(
+    server: ServerProcess, workdir: Path,
+) -> None:
+    """A model the config does not name, copied under $VLLAMA_HOME/models while the server runs
+    (as Ollama serves what is pulled, with no restart): listed and described without loading,
+    loaded by its first request as a Serve application of its own, a created model on it, and
+    unloaded by keep_alive 0. A pulled repository (its directory under the home's hub/) is
+    listed under its Hugging Face name."""
+    from vllama.models.pull import pulled_dir
+    from vllama.models.tiny import make_tiny_model
+
+    home = workdir / "home"
+    make_tiny_model(home / "models" / "added")
+    pulled = pulled_dir(home, "someorg/Pulled-Model")
+    pulled.mkdir(parents=True)
+    (pulled / "config.json").write_text('{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}')
+    time.sleep(2.5)  # an ingress replica reuses its listing for 2 s
+
+    tags = [m["name"] for m in httpx.get(f"{server.url}/api/tags", timeout=60).json()["models"]]
+    assert "added:latest" in tags and "hf.co/someorg/Pulled-Model:latest" in tags, tags
+    show = httpx.post(f"{server.url}/api/show", json={"model": "added"}, timeout=60)
+    assert show.status_code == 200 and show.json()["details"]["family"] == "qwen2", show.text
+    assert "added:latest" not in loaded(server)  # listing and describing load nothing
+
+    answer = generate(server, "added")
+    assert answer["done"] and answer["load_duration"] > 1e9
+    entry = loaded(server)["added:latest"]
+    assert entry["replicas"] == 1 and entry["expires_at"] != "2318-08-19T00:00:00Z"  # 5m, as on demand
+    assert replica_processes(server, "added:latest")
+    applications = httpx.get(f"{server.url}/vllama/status", timeout=60).json()["models"]
+    assert len(applications["added:latest"]["replicas"]) == 1
+
+    created = httpx.post(f"{server.url}/api/create", timeout=60,
+                         json={"model": "added-terse", "from": "added", "system": "One word.", "stream": False})
+    assert created.status_code == 200, created.text
+    assert generate(server, "added-terse")["load_duration"] < 1e9  # the same engine, loaded
+
+    unload = httpx.post(f"{server.url}/api/generate", json={"model": "added", "keep_alive": 0}, timeout=200)
+    assert unload.status_code == 200 and unload.json()["done_reason"] == "unload", unload.text
+    assert "added:latest" not in loaded(server)
+    _, alive = psutil.wait_procs(replica_processes(server, "added:latest"), timeout=30)
+    assert alive == []
+    assert "added:latest" in [m["name"] for m in httpx.get(f"{server.url}/api/tags", timeout=60).json()["models"]]

@@ -49,6 +49,15 @@ def test_lifecycle_flags() -> None:
     assert config.model_keep_alive(config.models[0]) == 600.0 and config.load_timeout == 60.0
 
 
+def test_only_configured_models() -> None:
+    """By default the models on this machine that the command line does not name are served too
+    (the config's default); `--only-configured` turns that off."""
+    assert "available_models" not in build()
+    assert ServingConfig.model_validate(build()).available_models is True
+    args = build(available_models=False)
+    assert ServingConfig.model_validate(args).available_models is False
+
+
 def test_lifecycle_flags_from_ollamas_environment(monkeypatch: Any) -> None:
     """OLLAMA_KEEP_ALIVE, OLLAMA_LOAD_TIMEOUT, OLLAMA_MAX_LOADED_MODELS, OLLAMA_MAX_QUEUE, as Ollama reads them."""
     from typer.testing import CliRunner

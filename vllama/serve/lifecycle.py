@@ -180,6 +180,10 @@ class Budget:
         # Models let in whose replica Serve may not list yet: counted as loaded for a while.
         self._admitted: dict[int, float] = {}
 
+    def add(self, model: Loadable) -> None:
+        """A model that joined after the start (available, not configured: `available.py`)."""
+        self.models = [*self.models, model]
+
     async def make_room(self, model: Loadable, timeout_s: float) -> None:
         if self.limit is None:
             return

@@ -59,6 +59,9 @@ class ReplicaSettings:
     fail_at_start: bool = True
     #: The model's keep_alive (seconds; negative: forever) when its requests do not say.
     keep_alive_s: float = -1.0
+    #: The application whose ingress sends this replica its requests (its channel secret), when
+    #: not this replica's own: a model deployed as an application of its own at its first use.
+    channel_app: str | None = None
 
 
 class EngineReplica:
@@ -98,7 +101,7 @@ class EngineReplica:
         )
         self._local = LocalModel(self._engine, model, description)
         self._death_logged = False
-        self._channel = ChannelServer(self._on_channel, channel_secret(context.app_name))
+        self._channel = ChannelServer(self._on_channel, channel_secret(settings.channel_app or context.app_name))
         self._endpoint = await self._channel.start(ray.util.get_node_ip_address())
         # What vLLM's own server does once started (vllm.utils.gc_utils): the ~760k objects of
         # the loaded engine (torch, transformers, vLLM) move out of the collector's sight. Left

@@ -113,6 +113,11 @@ def run_foreground(
             # shutdown timeout). serve.shutdown() alone stops the proxies at the same time,
             # cutting every stream in flight.
             serve.delete(APP_NAME)
+            # Then the models it deployed at their first use (`available.py`), each its own
+            # application: no new request can reach them now.
+            for name in serve.status().applications:
+                if name.startswith(f"{APP_NAME}."):
+                    serve.delete(name)
         except Exception as exc:  # a cluster already gone: shut down what is left
             _say(f"stopping the application: {exc}")
         try:
