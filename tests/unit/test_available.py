@@ -17,7 +17,7 @@ from vllama.models.pull import pulled_dir
 
 @pytest.fixture(autouse=True)
 def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants as constants
+    from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     # Catalog models shipped in a Python package are on disk wherever it is installed: none here.
@@ -73,7 +73,7 @@ def test_pulled_repositories(tmp_path: Path) -> None:
 
 
 def test_catalog_models_in_the_hugging_face_cache(tmp_path: Path) -> None:
-    import huggingface_hub.constants as constants
+    from huggingface_hub import constants
 
     entry = catalog.lookup(ModelName.parse("qwen2.5:0.5b"))
     assert entry is not None

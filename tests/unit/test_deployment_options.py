@@ -298,3 +298,14 @@ def test_cpu_shares_only_where_nobody_set_one(monkeypatch: pytest.MonkeyPatch) -
     assert shared[2].engine_kwargs == {"kv_cache_memory_bytes": GIB}
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")
     assert with_cpu_memory_shares(models) == models
+
+
+def test_cpu_engine_bytes_for_the_budget() -> None:
+    """What the budget counts a CPU engine as taking: its share of the machine and its processes
+    outside it; with no share set, the least it runs with (its share then shrinks to fit)."""
+    from vllama.models.resolve import CPU_ENGINE_PROCESSES_BYTES, cpu_engine_bytes
+
+    total = 24 * GIB
+    assert cpu_engine_bytes(model("a", gpu_memory_utilization=0.25), total) == 6 * GIB + CPU_ENGINE_PROCESSES_BYTES
+    assert cpu_engine_bytes(model("b"), total) == 2 * GIB + CPU_ENGINE_PROCESSES_BYTES  # 1 GiB KV + runtime
+    assert cpu_engine_bytes(model("c", kv_cache_memory_bytes=3 * GIB), total) == 4 * GIB + CPU_ENGINE_PROCESSES_BYTES

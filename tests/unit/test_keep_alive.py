@@ -10,7 +10,16 @@ import time
 import pytest
 
 from vllama.errors import Overloaded
-from vllama.serve.lifecycle import FOREVER_TEXT, FOREVER_TS, SERVER_BUSY, Budget, KeepAlive, Usage, expires_text
+from vllama.serve.lifecycle import (
+    FOREVER_TEXT,
+    FOREVER_TS,
+    SERVER_BUSY,
+    Budget,
+    KeepAlive,
+    Room,
+    Usage,
+    expires_text,
+)
 
 
 class Clock:
@@ -87,10 +96,14 @@ def test_expires_text_is_rfc3339_local_time() -> None:
 
 
 class FakeModel:
-    def __init__(self, name: str, loaded: bool = False, busy: bool = False, last_used: float = 0.0) -> None:
+    def __init__(
+        self, name: str, loaded: bool = False, busy: bool = False, last_used: float = 0.0, gpus: float = 0.0,
+    ) -> None:
         self.name = name
         self.state = Usage(loaded, busy, last_used)
         self.unloads = 0
+        self.room = Room(gpus=gpus)
+        self.cluster: FakeCluster | None = None
 
     async def usage(self) -> Usage:
         return self.state
@@ -98,10 +111,27 @@ class FakeModel:
     async def unload(self) -> None:
         self.unloads += 1
         self.state = Usage(False)
+        if self.cluster is not None:
+            self.cluster.free_gpus += self.room.gpus
+
+    def needs(self) -> Room:
+        return self.room
 
 
-def budget(limit: int | None, *models: FakeModel, max_queue: int = 512) -> Budget:
-    room = Budget(limit, max_queue=max_queue, poll_s=0.01)
+class FakeCluster:
+    """Ray's free GPUs: what the loaded fake models do not hold."""
+
+    def __init__(self, gpus: float, *models: FakeModel) -> None:
+        self.free_gpus = gpus - sum(m.room.gpus for m in models if m.state.loaded)
+        for model in models:
+            model.cluster = self
+
+    async def free(self) -> Room:
+        return Room(gpus=self.free_gpus)
+
+
+def budget(limit: int | None, *models: FakeModel, max_queue: int = 512, cluster: FakeCluster | None = None) -> Budget:
+    room = Budget(limit, max_queue=max_queue, poll_s=0.01, free=cluster.free if cluster is not None else None)
     room.models = list(models)
     return room
 
@@ -175,5 +205,59 @@ def test_two_loads_in_turn_do_not_both_take_the_last_place() -> None:
         await room.make_room(a, 1)  # a admitted, not yet listed as loaded
         with pytest.raises(Overloaded):
             await room.make_room(b, 0.05)  # a is loading: not evicted, b waits
+
+    asyncio.run(scenario())
+
+
+# --- the budget weighs GPUs (and a CPU's memory) against what is free -----------------------
+
+
+def test_a_model_that_fits_in_the_free_gpus_unloads_nothing() -> None:
+    a, new = FakeModel("a", True, gpus=1), FakeModel("new", gpus=1)
+    asyncio.run(budget(None, a, new, cluster=FakeCluster(2, a, new)).make_room(new, 1))
+    assert a.unloads == 0
+
+
+def test_no_free_gpu_unloads_the_least_recently_used_idle_model_under_the_limit() -> None:
+    old = FakeModel("old", True, last_used=1, gpus=1)
+    recent = FakeModel("recent", True, last_used=9, gpus=1)
+    new = FakeModel("new", gpus=1)
+    asyncio.run(budget(6, old, recent, new, cluster=FakeCluster(2, old, recent, new)).make_room(new, 1))
+    assert (old.unloads, recent.unloads) == (1, 0)
+
+
+def test_a_two_gpu_model_unloads_as_many_as_it_needs() -> None:
+    a = FakeModel("a", True, last_used=1, gpus=1)
+    b = FakeModel("b", True, last_used=2, gpus=1)
+    c = FakeModel("c", True, last_used=3, gpus=1)
+    new = FakeModel("new", gpus=2)
+    asyncio.run(budget(None, a, b, c, new, cluster=FakeCluster(3, a, b, c, new)).make_room(new, 1))
+    assert (a.unloads, b.unloads, c.unloads) == (1, 1, 0)
+
+
+def test_no_free_gpu_and_all_busy_waits_then_server_busy() -> None:
+    a, new = FakeModel("a", True, busy=True, gpus=1), FakeModel("new", gpus=1)
+    with pytest.raises(Overloaded):
+        asyncio.run(budget(None, a, new, cluster=FakeCluster(1, a, new)).make_room(new, 0.05))
+
+
+def test_a_model_larger_than_what_is_free_with_nothing_loaded_is_let_in() -> None:
+    """Nothing could unload to make room: its engine (or Serve's placement) says what it lacks."""
+    new = FakeModel("new", gpus=8)
+    asyncio.run(budget(None, new, cluster=FakeCluster(1, new)).make_room(new, 1))
+
+
+def test_what_an_admitted_model_will_take_is_not_free() -> None:
+    """Two loads in turn: the first is let in before Ray counts its GPU, the second must not
+    take the same one (it waits: the first is loading, not idle)."""
+    a, b = FakeModel("a", gpus=1), FakeModel("b", gpus=1)
+    c = FakeModel("c", True, busy=True, gpus=1)  # so that nothing is "nothing loaded"
+    cluster = FakeCluster(2, a, b, c)
+
+    async def scenario() -> None:
+        room = budget(None, a, b, c, cluster=cluster)
+        await room.make_room(a, 1)  # one GPU free: a is let in (Ray does not count it yet)
+        with pytest.raises(Overloaded):
+            await room.make_room(b, 0.05)
 
     asyncio.run(scenario())

@@ -25,6 +25,7 @@ PURE_MODULES = [
     "vllama.models.manage",
     "vllama.models.blobs",
     "vllama.models.pull",
+    "vllama.models.available",
     "vllama.engine.params",
     "vllama.engine.types",
     "vllama.engine.pacing",
@@ -87,8 +88,9 @@ def test_pure_layers_import_without_engine_or_server() -> None:
 
 
 #: The ingress holds no engine: its modules load Ray and FastAPI, never vLLM, torch or transformers.
-INGRESS_MODULES = ["vllama.serve.ingress", "vllama.serve.forward", "vllama.serve.channel", "vllama.serve.routing",
-                   "vllama.serve.router", "vllama.serve.http", "vllama.serve.routes_ollama", "vllama.serve.routes_openai"]
+INGRESS_MODULES = ["vllama.serve.ingress", "vllama.serve.forward", "vllama.serve.available", "vllama.serve.directory",
+                   "vllama.serve.channel", "vllama.serve.routing", "vllama.serve.router", "vllama.serve.http",
+                   "vllama.serve.routes_ollama", "vllama.serve.routes_openai"]
 ENGINE_ONLY = ["vllm", "torch", "transformers"]
 
 

@@ -132,6 +132,22 @@ def cpu_memory_share(weights_bytes: int, engines: int, *, available: int, total:
     return max(int(share * 100) / 100, 0.01)
 
 
+#: The smallest KV cache an engine whose share was not set is counted with when it must fit
+#: beside others (its share then shrinks to what is free: `cpu_memory_share`).
+CPU_MIN_KV_CACHE_BYTES = 1 << 30
+
+
+def cpu_engine_bytes(model: ResolvedModel, total: int) -> int:
+    """The host memory one CPU engine of `model` takes: its share (`gpu_memory_utilization` of
+    `total`, what vLLM checks is free as it starts) and its processes outside it; with no share
+    set, the least its weights, a KV cache and its runtime take."""
+    share = model.engine_kwargs.get("gpu_memory_utilization")
+    if share:
+        return int(float(share) * total) + CPU_ENGINE_PROCESSES_BYTES
+    kv_cache = int(model.engine_kwargs.get("kv_cache_memory_bytes") or CPU_MIN_KV_CACHE_BYTES)
+    return weights_bytes(model.source) + kv_cache + CPU_ENGINE_OVERHEAD_BYTES + CPU_ENGINE_PROCESSES_BYTES
+
+
 def weights_bytes(source: str) -> int:
     """The size of a model's weight files, 0 when they are not on this machine."""
     directory = weights_dir(source)

@@ -24,9 +24,9 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
-from unittest import mock
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from vllama.config import ModelConfig, ServingConfig
 from vllama.models.available import available_models, find_available
@@ -187,7 +187,7 @@ class AvailableTarget:
     async def _existing(self) -> RemoteModel | None:
         """Its RemoteModel when its application exists (deployed by any ingress replica)."""
         if self._remote is None and await asyncio.to_thread(self._application_exists):
-            self._adopt()
+            await self._adopt()
         return self._remote
 
     async def _ready(self) -> RemoteModel:
@@ -214,9 +214,9 @@ class AvailableTarget:
             if time.monotonic() > deadline:  # another ingress replica claimed it and never deployed
                 raise TimeoutError(f"model '{self.name}' was not deployed within the load timeout")
             await asyncio.sleep(0.5)
-        return self._adopt()
+        return await self._adopt()
 
-    def _adopt(self) -> RemoteModel:
+    async def _adopt(self) -> RemoteModel:
         if self._remote is None:
             from ray import serve
 
@@ -224,7 +224,10 @@ class AvailableTarget:
 
             owner = self._owner
             routing = self._config.routing or owner.settings.config.routing
-            handle = serve.get_deployment_handle(deployment_name(self.name), app_name=self._app)
+            # The first handle of a process looks Serve's controller up: off the event loop.
+            handle = await asyncio.to_thread(serve.get_deployment_handle, deployment_name(self.name), self._app)
+            if self._remote is not None:  # adopted meanwhile
+                return self._remote
             self._remote = RemoteModel(
                 self.name, handle, owner.channel, app_name=self._app, deployment=deployment_name(self.name),
                 prefix_routing=routing == "prefix", failover=owner.settings.config.failover, model=self._model(),

@@ -32,7 +32,7 @@ from typing import Any
 from vllama.errors import EngineDied, EngineFailed, VllamaError
 from vllama.models.describe import ModelDescription, describe_unloaded
 from vllama.models.registry import CreatedModel
-from vllama.models.resolve import ResolvedModel, weights_dir
+from vllama.models.resolve import ResolvedModel, cpu_engine_bytes, weights_dir
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
 from vllama.serve import lifecycle, routing
 from vllama.serve.channel import ChannelClient
@@ -88,6 +88,7 @@ class RemoteModel:
         self._description: ModelDescription | None = None
         self._loading: asyncio.Future[tuple[str, Any]] | None = None
         self._describing = asyncio.Lock()
+        self._needs: lifecycle.Room | None = None
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -294,6 +295,19 @@ class RemoteModel:
         except Exception as exc:  # a replica that is going away needs no timer
             logger.warning("replica %s of %s: keep_alive not set (%s)", replica, self.name, exc)
             return None
+
+    def needs(self) -> lifecycle.Room:
+        """What one replica takes, for the budget: its GPUs; on a CPU, its host memory."""
+        if self._needs is None:
+            if self._model is None:
+                self._needs = lifecycle.Room()
+            elif self._on_gpu:
+                self._needs = lifecycle.Room(gpus=float(self._model.parallel_size))
+            else:
+                import psutil
+
+                self._needs = lifecycle.Room(memory_bytes=cpu_engine_bytes(self._model, psutil.virtual_memory().total))
+        return self._needs
 
     async def usage(self) -> lifecycle.Usage:
         """Loaded (or loading), busy, last used: what the budget weighs (`lifecycle.Budget`)."""

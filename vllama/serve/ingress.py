@@ -25,9 +25,9 @@ from vllama.models.resolve import ResolvedModel
 from vllama.serve.available import AvailableModels, AvailableSettings
 from vllama.serve.channel import ChannelClient, channel_secret
 from vllama.serve.directory import ModelDirectory
-from vllama.serve.lifecycle import Budget
 from vllama.serve.forward import RemoteModel
 from vllama.serve.http import build_http_app
+from vllama.serve.lifecycle import Budget
 
 
 @dataclass(frozen=True)

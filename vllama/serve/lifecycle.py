@@ -19,10 +19,12 @@ as it scales any deployment, and vllama tells its autoscaler when.
   without one (Serve gives up on a deployment for good once its constructor has failed before
   any replica started): it answers the waiting requests with the cause and reports a keep_alive
   already run out, so it is scaled away and the next request tries again.
-- **A budget** (`Budget`, Ollama's `OLLAMA_MAX_LOADED_MODELS`): before a model loads, the
-  least recently used idle model unloads when `max_loaded_models` are loaded already; when none
-  is idle, the load waits (at most `max_queue` requests wait, each up to its load timeout) and
-  then fails with Ollama's "server busy" (503).
+- **A budget** (`Budget`, Ollama's `OLLAMA_MAX_LOADED_MODELS` and its memory check): before a
+  model loads, the least recently used idle model unloads when `max_loaded_models` are loaded
+  already, or when the model's replica would not fit in the GPUs Ray has free (its tensor x
+  pipeline parallel size) or, on a CPU, in the memory free (its share and its processes); when
+  none is idle, the load waits (at most `max_queue` requests wait, each up to its load timeout)
+  and then fails with Ollama's "server busy" (503).
 
 A deployment with several replicas scales to zero in two steps, as Serve allows: down to one
 after the deployment's `downscale_delay_s`, then to zero at once.
@@ -34,7 +36,7 @@ import asyncio
 import datetime
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -153,6 +155,24 @@ class Usage:
     last_used: float = 0.0
 
 
+@dataclass(frozen=True)
+class Room:
+    """What one replica of a model takes, or what is free for one: GPUs (in the Ray cluster),
+    and host memory for an engine on a CPU (on this node)."""
+
+    gpus: float = 0.0
+    memory_bytes: int = 0
+
+    def covers(self, need: Room) -> bool:
+        return self.gpus >= need.gpus and self.memory_bytes >= need.memory_bytes
+
+    def __sub__(self, other: Room) -> Room:
+        return Room(self.gpus - other.gpus, self.memory_bytes - other.memory_bytes)
+
+    def __bool__(self) -> bool:
+        return bool(self.gpus or self.memory_bytes)
+
+
 class Loadable(Protocol):
     name: str
 
@@ -160,32 +180,57 @@ class Loadable(Protocol):
 
     async def unload(self) -> None: ...
 
+    def needs(self) -> Room: ...
+
+
+async def free_room() -> Room:
+    """The GPUs Ray has free in the cluster, and the memory free on this node (what vLLM's CPU
+    engine checks its share against as it starts)."""
+
+    def measure() -> Room:
+        import psutil
+        import ray
+
+        return Room(gpus=ray.available_resources().get("GPU", 0.0), memory_bytes=psutil.virtual_memory().available)
+
+    return await asyncio.to_thread(measure)
+
 
 #: How long a model let in by the budget counts as loaded before Serve lists its replica.
 ADMITTED_S = 10.0
 
 
 class Budget:
-    """At most `limit` models loaded at once (None: no limit). `make_room(model)` returns once
-    `model` may load: at once under the limit, else after the least recently used idle model has
-    unloaded, or after a wait for one to become idle. One room-making at a time in this process."""
+    """At most `limit` models loaded at once (None: no limit), and never more than the GPUs and
+    memory that are free: `make_room(model)` returns once `model` may load. At once when it is
+    under the limit and its replica fits in what is free; else after the least recently used
+    idle model has unloaded, or after a wait for one to become idle (at most `max_queue` loads
+    wait, each up to its timeout, then Ollama's "server busy"). A model that does not fit even
+    with nothing else loaded is let in: its engine then says what it lacks. One room-making at a
+    time in this process."""
 
-    def __init__(self, limit: int | None, *, max_queue: int = 512, poll_s: float = 1.0) -> None:
+    def __init__(
+        self, limit: int | None, *, max_queue: int = 512, poll_s: float = 1.0,
+        free: Callable[[], Awaitable[Room]] | None = free_room,
+    ) -> None:
         self.limit = limit
         self.max_queue = max_queue
         self.poll_s = poll_s
         self.models: Sequence[Loadable] = ()
+        self._free = free
         self._turn = asyncio.Lock()
         self._waiting = 0
-        # Models let in whose replica Serve may not list yet: counted as loaded for a while.
-        self._admitted: dict[int, float] = {}
+        # Models let in whose replica Serve may not list yet: counted as loaded for a while,
+        # and what they need as taken.
+        self._admitted: dict[int, tuple[float, Room]] = {}
 
     def add(self, model: Loadable) -> None:
         """A model that joined after the start (available, not configured: `available.py`)."""
         self.models = [*self.models, model]
 
     async def make_room(self, model: Loadable, timeout_s: float) -> None:
-        if self.limit is None:
+        need = model.needs()
+        if self.limit is None and not (need and self._free is not None):
             return
         if self._waiting >= self.max_queue:
             raise Overloaded(SERVER_BUSY)
@@ -197,12 +242,16 @@ class Budget:
                     others = [m for m in self.models if m is not model]
                     usages = await asyncio.gather(*(m.usage() for m in others))
                     now = time.monotonic()
+                    admitted = {key for key, (until, _) in self._admitted.items() if until > now}
                     loaded = [
                         (m, u if u.loaded else Usage(loaded=True, busy=True))  # admitted: loading
-                        for m, u in zip(others, usages, strict=True) if u.loaded or self._admitted.get(id(m), 0) > now
+                        for m, u in zip(others, usages, strict=True) if u.loaded or id(m) in admitted
                     ]
-                    if len(loaded) < self.limit:
-                        self._admitted[id(model)] = now + ADMITTED_S
+                    # Let in, with no replica yet: what they will take is not free, whatever Ray says.
+                    unplaced = [self._admitted[id(m)][1] for m, u in zip(others, usages, strict=True)
+                                if not u.loaded and id(m) in admitted]
+                    if await self._fits(need, loaded, unplaced):
+                        self._admitted[id(model)] = (now + ADMITTED_S, need)
                         return
                     idle = [(m, u) for m, u in loaded if not u.busy]
                     if idle:
@@ -214,3 +263,13 @@ class Budget:
                     await asyncio.sleep(self.poll_s)
         finally:
             self._waiting -= 1
+
+    async def _fits(self, need: Room, loaded: list[tuple[Loadable, Usage]], unplaced: list[Room]) -> bool:
+        if self.limit is not None and len(loaded) >= self.limit:
+            return False
+        if not need or self._free is None or not loaded:
+            return True  # nothing to unload: let it try (its engine says what it lacks)
+        free = await self._free()
+        for room in unplaced:
+            free = free - room
+        return free.covers(need)
