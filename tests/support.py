@@ -45,6 +45,16 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {TEST_PORTS}")
 
 
+def available_names(home: Path) -> set[str]:
+    """The models a server on `home` lists beside its configuration: what this machine has
+    (model directories, pulled repositories, catalog models on disk, such as the embedding
+    model the test dependencies install)."""
+    from vllama.models.available import available_models
+    from vllama.models.names import ModelName
+
+    return {ModelName.parse(config.name).display for config in available_models(home)}
+
+
 def short_tmpdir(prefix: str) -> Path:
     # Ray puts Unix sockets under its temp dir; their paths must stay under 107 bytes.
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

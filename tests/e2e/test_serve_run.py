@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import ServerProcess, free_port, short_tmpdir
+from tests.support import ServerProcess, available_names, free_port, short_tmpdir
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve_configs" / "tiny-cpu.yaml"
 
@@ -35,7 +35,9 @@ def test_serve_run_cpu_config() -> None:
         process.start()
         process.wait_until(lambda p: httpx.get(f"{p.url}/api/tags", timeout=3).status_code == 200, timeout_s=600)
         tags = httpx.get(f"{process.url}/api/tags").json()["models"]
-        assert [m["name"] for m in tags] == ["vllama-tiny:latest"]
+        names = [m["name"] for m in tags]
+        assert names[0] == "vllama-tiny:latest"  # the configuration's models first, then what the machine has
+        assert set(names[1:]) == available_names(workdir / "home") - {"vllama-tiny:latest"}
         answer = httpx.post(f"{process.url}/api/generate", timeout=60,
                             json={"model": "vllama-tiny", "prompt": "hi", "stream": False, "options": {"num_predict": 3}})
         assert answer.status_code == 200 and answer.json()["done"] is True

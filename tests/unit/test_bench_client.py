@@ -82,17 +82,23 @@ async def scripted_server():
     await runner.cleanup()
 
 
+def _scripted(measured_ms: float, scripted_ms: float) -> bool:
+    return scripted_ms - 5 <= measured_ms <= scripted_ms + 45
+
+
 @pytest.mark.parametrize("api", ["ollama", "openai"])
 async def test_measures_the_scripted_timings(scripted_server: str, api: str) -> None:
     spec = LoadSpec(base_url=scripted_server, api=api, model="m", requests=12, concurrency=4, output_tokens=TOKENS)
     records = await run_load(spec)
     s = summarize(records)
     assert s["completed"] == 12 and s["failed"] == 0
-    assert s["ttft_ms"]["p50"] == pytest.approx(TTFT * 1000, abs=15)
+    # A sleep and a loopback hop only ever add time, and a busy or virtualised machine adds tens
+    # of milliseconds to one: a measure may come out a little late, never early.
+    assert _scripted(s["ttft_ms"]["p50"], TTFT * 1000)
     assert s["itl_ms"]["p50"] == pytest.approx(GAP * 1000, abs=8)
-    assert s["tpot_ms"]["p50"] == pytest.approx(GAP * 1000, abs=8)
+    assert s["tpot_ms"]["p50"] == pytest.approx(GAP * 1000, abs=10)
     e2e = (TTFT + (TOKENS - 1) * GAP) * 1000
-    assert s["e2e_ms"]["p50"] == pytest.approx(e2e, abs=25)
+    assert _scripted(s["e2e_ms"]["p50"], e2e)
     assert s["mean_output_tokens"] == TOKENS and s["mean_prompt_tokens"] == 9
     # Four in flight at a time, three rounds: the window is three request durations.
     assert s["requests_per_s"] == pytest.approx(12 / (3 * e2e / 1000), rel=0.25)
