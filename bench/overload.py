@@ -9,7 +9,9 @@ The model's capacity is what its replica takes at once (its `max_ongoing_request
 max_num_seqs) plus its queue (`max_queue`); one replica here. The server is `vllama serve` with
 those flags and an API key (its check is on the path being measured); each round sends
 10 x capacity streamed requests at once, half Ollama chats, half OpenAI chat completions, each
-for `--num-predict` tokens, and waits for all of them. Results: docs/perf/overload.json.
+for `--num-predict` tokens, and waits for all of them. Before them, the same bursts for a model
+that does not exist (404 at once: no admission, no engine): what answering that many requests
+at once costs this machine, the floor under the refusal times. Results: docs/perf/overload.json.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import MODEL, PYTHON, ROOT, Server, free_port, hardware, stop
 
-from vllama.bench.overload import offer
+from vllama.bench.overload import offer, quick_answers
 from vllama.bench.stats import percentile
 
 RESULTS = ROOT / "docs" / "perf" / "overload.json"
@@ -61,6 +63,12 @@ def main() -> None:
             warm = httpx.post(f"{url}/api/generate", headers={"Authorization": f"Bearer {KEY}"}, timeout=600,
                               json={"model": MODEL, "prompt": "warm up", "stream": False, "options": {"num_predict": 8}})
             assert warm.status_code == 200, warm.text
+            floor = []
+            for _ in range(args.rounds):  # the same burst, answered without admission or engine work
+                missing = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+                answers = asyncio.run(quick_answers(url, "/api/chat", missing, offered, api_key=KEY))
+                assert {status for status, _ in answers} == {404}, answers[:3]
+                floor += [seconds * 1000 for _, seconds in answers]
             for number in range(args.rounds):
                 started = time.monotonic()
                 result = asyncio.run(offer(url, MODEL, offered, num_predict=args.num_predict, api_key=KEY))
@@ -81,6 +89,7 @@ def main() -> None:
         "offered_per_round": offered,
         "refusal_ms": {"p50": percentile(refusals, 50), "p99": percentile(refusals, 99), "max": max(refusals, default=None)},
         "refused": len(refusals),
+        "floor_ms": {"p50": percentile(sorted(floor), 50), "p99": percentile(sorted(floor), 99), "max": max(floor)},
         "accepted": sum(r["accepted"] for r in rounds),
         "accepted_completed": sum(r["accepted_completed"] for r in rounds),
         "other_errors": sum(r["other_errors"] for r in rounds),

@@ -64,17 +64,20 @@ def run_schemathesis(
 
 
 def server_state(base_url: str, api_key: str | None = None) -> dict[str, Any]:
-    """After the run: does the server answer, and is any engine request left running?"""
+    """After the run: does the server answer, and is any engine request left running, or any of
+    the KV cache in use?"""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     version = httpx.get(f"{base_url}/api/version", headers=headers, timeout=30)
     deadline = time.monotonic() + 30  # the last requests' aborts may still be on their way
     while True:
         status = httpx.get(f"{base_url}/vllama/status", headers=headers, timeout=60).json()["models"]
-        if not any(m["unfinished_requests"] for m in status.values()) or time.monotonic() > deadline:
+        busy = any(m["unfinished_requests"] or m.get("kv_cache_usage") for m in status.values())
+        if not busy or time.monotonic() > deadline:
             break
         time.sleep(1)
     return {
         "answers": version.status_code == 200,
         "unfinished_requests": {name: m["unfinished_requests"] for name, m in status.items()},
         "admitted": {name: m.get("admitted_here") for name, m in status.items()},
+        "kv_cache_usage": {name: m.get("kv_cache_usage") for name, m in status.items()},
     }

@@ -124,6 +124,35 @@ async def _read_to_end(api: str, response: aiohttp.ClientResponse) -> bool:
     return finished
 
 
+async def quick_answers(
+    base_url: str, path: str, body: dict[str, Any], requests: int, *, api_key: str | None = None,
+) -> list[tuple[int, float]]:
+    """`requests` copies of one request that needs no engine (a model that does not exist),
+    sent at once as `offer` sends them: each one's status and seconds to it. What answering that
+    many at once costs this machine (the client, HAProxy, the ingress), without admission or
+    engine work: the floor under `offer`'s refusal times."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    start = asyncio.Event()
+    data = orjson.dumps(body)
+
+    async def one(session: aiohttp.ClientSession) -> tuple[int, float]:
+        await start.wait()
+        sent = time.perf_counter()
+        async with session.post(base_url + path, data=data, headers=headers) as response:
+            status = response.status
+            elapsed = time.perf_counter() - sent
+            await response.read()
+        return status, elapsed
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        tasks = [asyncio.ensure_future(one(session)) for _ in range(requests)]
+        await asyncio.sleep(0.05)
+        start.set()
+        return list(await asyncio.gather(*tasks))
+
+
 async def offer(
     base_url: str, model: str, requests: int, *, num_predict: int = 32, api_key: str | None = None,
     timeout_s: float = 600.0,

@@ -44,7 +44,9 @@ def _stop_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-LenientInt = Annotated[int, BeforeValidator(_truncate_number)]
+#: Ollama's integers are Go's 64-bit ints: a larger number is a decoding error there, a 400
+#: here (and the engine's encoder could not carry it).
+LenientInt = Annotated[int, BeforeValidator(_truncate_number), Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class Options(WireModel):

@@ -402,6 +402,8 @@ class RemoteModel:
             for key in ("unfinished_requests", "completed_requests", "aborted_requests",
                         "prefix_cache_queries", "prefix_cache_hits")
         }
+        # The fullest replica's KV cache: a fraction per replica, which a sum would not be.
+        totals["kv_cache_usage"] = max((r.get("kv_cache_usage") or 0 for r in rows), default=0)
         engine = next((r["engine"] for r in rows if "engine" in r), {})
         bound = self._admission.bound
         admission = {"admitted_here": self._admission.admitted,
