@@ -10,6 +10,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ENGINE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(ENGINE)
+# The JavaScript clients the tests speak with (when Node.js is there; CI has it).
+JS_STAMP := tests/js/node_modules/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
@@ -35,8 +37,11 @@ endif
 serve: $(STAMP)
 	$(BIN)/vllama serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/js --no-audit --no-fund --silent && touch $@; fi
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from vllama.bench.processes import kill_started_under
-
 
 #: Where test servers listen: above Ray's worker ports (10002-19999), below Serve's replica HTTP
 #: ports (30000 up) and the kernel's ephemeral range (32768 up). A port the kernel hands out as
@@ -153,7 +153,6 @@ def vllama_command(*args: str) -> list[str]:
 def replica_http_port(server: ServerProcess, deployment: str) -> int:
     """The HTTP port of a deployment's replica, which Ray Serve's HAProxy forwards to: the port
     in Serve's direct-ingress range that the replica's process listens on."""
-    import psutil
 
     assert server.proc is not None
     for proc in psutil.Process(server.proc.pid).children(recursive=True):
@@ -183,3 +182,39 @@ def vllama_server(
         yield process
     finally:
         process.stop()
+
+
+def tree_with_engine(pid: int, timeout_s: float = 30) -> list[psutil.Process]:
+    """The server's process tree once vLLM's engine process is in it, or a failure that shows the
+    whole tree. Asked again for a while: one CI run's single snapshot lacked the engine, with no
+    more shown than the first names; the next failure, if any, says where everything was."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tree = psutil.Process(pid).children(recursive=True)
+        if any("EngineCore" in " ".join(_cmdline(p)) or "VLLM" in _name(p) for p in tree):
+            return tree
+        if time.monotonic() > deadline:
+            raise AssertionError("no vLLM engine process under the server: " + "; ".join(
+                f"{p.pid}<-{_ppid(p)} {_name(p)} {' '.join(_cmdline(p))[:100]}" for p in tree))
+        time.sleep(1)
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return "?"
+
+
+def _ppid(proc: psutil.Process) -> int:
+    try:
+        return proc.ppid()
+    except psutil.Error:
+        return -1
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []

@@ -37,6 +37,10 @@ class DeploymentSettings(_Config):
     `max_num_seqs`: a replica takes a new one once its engine's batch is full."""
     max_ongoing_requests: int | None = Field(default=None, ge=1)
     """Requests one replica takes at once; default 2 x the engine's max_num_seqs (vLLM batches them)."""
+    max_queued_requests: int | None = Field(default=None, ge=-1)
+    """Requests that may wait for the model beyond what its replicas take at once (or for its
+    load); past it a request gets 503 "server busy" at once. Default: the server's `max_queue`;
+    -1: no bound. Counted per ingress replica, as Serve counts its own per caller."""
     ray_actor_options: dict[str, Any] | None = None
     placement_group_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     """Where the GPUs of one replica go when it needs several (tensor/pipeline parallel)."""
@@ -191,8 +195,19 @@ class ServingConfig(_Config):
     another, the least recently used idle one unloads. Default: 3 per GPU in the cluster, as
     Ollama; on a CPU, no limit (each engine's memory share is sized so that all fit)."""
     max_queue: int = Field(default=512, ge=1)
-    """Requests that may wait for room to load their model (Ollama's `OLLAMA_MAX_QUEUE`); past
-    it, and past the load timeout, they get 503 "server busy"."""
+    """Requests that may wait (Ollama's `OLLAMA_MAX_QUEUE`): for each model, beyond what its
+    replicas take at once (`max_ongoing_requests` each; a model's own `max_queued_requests`
+    overrides this), and for room to load a model. Past it, and past the load timeout, a request
+    gets 503 "server busy"."""
+    api_keys: list[str] = Field(default_factory=list)
+    """Keys a client must send (`Authorization: Bearer <key>`) on every route but `/` and the
+    health probe; also `VLLAMA_API_KEYS` (comma-separated). Empty: no key asked, as Ollama.
+    See docs/SECURITY.md."""
+    origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed beside Ollama's defaults (localhost...), `*` wildcards; also
+    `OLLAMA_ORIGINS`, as Ollama."""
+    max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
+    """A request body past this gets 413 (blob uploads, which are model files, excepted)."""
     load_timeout: Duration = 300.0
     """How long a request waits for its model to load (Ollama's `OLLAMA_LOAD_TIMEOUT`, 5m)."""
     stream_interval_ms: float = Field(default=40.0, ge=0)
@@ -200,6 +215,13 @@ class ServingConfig(_Config):
     engine makes meanwhile is merged into the next chunk (one write, one line for the client to
     read, instead of one per token). The first and the last chunk are never held, and a held one
     waits at most one engine step. 0: one chunk per engine step, as `vllm serve` streams."""
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_blank_key(cls, keys: list[str]) -> list[str]:
+        if any(not key.strip() or key != key.strip() for key in keys):
+            raise ValueError("an API key may not be blank or begin or end with spaces")
+        return keys
 
     @field_validator("load_timeout")
     @classmethod

@@ -10,10 +10,10 @@ import pytest
 from vllama.config import DeploymentSettings, IngressConfig
 from vllama.models.resolve import ResolvedModel
 from vllama.serve import scaling
+from vllama.serve.admission import DEFAULT_MAX_ONGOING_REQUESTS
 from vllama.serve.app import (
     DEFAULT_INGRESS_AUTOSCALING,
     DEFAULT_MAX_NUM_SEQS,
-    DEFAULT_MAX_ONGOING_REQUESTS,
     INGRESS_DEPLOYMENT,
     LOOK_BACK_S,
     REPLICA_ENV_VARS,

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from vllama.errors import EngineDied, InvalidRequest, ModelNotFound
+from vllama.errors import EngineDied, InvalidRequest, ModelNotFound, Overloaded
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
 from vllama.serve import forward, routing
+from vllama.serve.admission import SERVER_BUSY, QueueBound
 from vllama.serve.forward import MAX_ATTEMPTS, RemoteModel
 from vllama.serve.hop import Call, Piece, StreamStart
 
@@ -576,3 +577,75 @@ def test_a_failed_load_is_the_clients_error_with_its_cause() -> None:
     assert memory is not None and memory.status_code == 500
     assert model._load_failed("model directory '/m' has no config.json").message.endswith("has no config.json")  # type: ignore[union-attr]
     assert model._load_failed(TimeoutError("slow")) is None
+
+
+# --- bounded waiting (`admission.py`) -----------------------------------------------------------
+
+
+class HeldChannel(FakeChannel):
+    """Streams that hold until `release` is set: requests stay in flight while the test sends more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def stream(self, endpoint: tuple[str, int], call: Call) -> AsyncIterator[Piece]:
+        self.calls.append((BY_ENDPOINT[endpoint], call))
+        yield Piece(data=b"first\n", token_ids=(1,))
+        await self.release.wait()
+        yield Piece(data=b"last\n", done=True)
+
+
+async def test_past_replicas_times_ongoing_plus_queued_the_answer_is_server_busy(running: list[str]) -> None:
+    channel = HeldChannel()
+    model = RemoteModel(
+        "m", FakeHandle(), channel, app_name="app", deployment="dep",  # type: ignore[arg-type]
+        prefix_routing=False, failover=True, bound=QueueBound(per_replica=2, queued=1),
+    )
+    model._endpoints.update(ENDPOINTS)
+    streams = [model.stream("ollama", "chat", b"{}", None, time.monotonic_ns(), "m") for _ in range(6)]  # type: ignore[arg-type]
+    firsts = [await anext(s) for s in streams[:5]]  # 2 replicas x 2 + 1 queued
+    assert firsts == [b"first\n"] * 5 and model._admission.admitted == 5
+    with pytest.raises(Overloaded) as refused:
+        await anext(streams[5])
+    assert refused.value.status_code == 503 and refused.value.message == SERVER_BUSY
+    assert len(channel.calls) == 5  # the refused one reached no replica
+    assert model._admission.bound.capacity(model.replica_count()) == 5
+    with pytest.raises(Overloaded):  # a whole answer is bounded the same way
+        await once(model)
+
+    channel.release.set()
+    assert [[piece async for piece in s] for s in streams[:5]] == [[b"last\n"]] * 5
+    assert model._admission.admitted == 0
+    late = model.stream("ollama", "chat", b"{}", None, time.monotonic_ns(), "m")  # type: ignore[arg-type]
+    assert [piece async for piece in late] == [b"first\n", b"last\n"]  # room again once they ended
+
+
+async def test_a_request_that_fails_or_is_left_gives_its_place_back(running: list[str]) -> None:
+    channel = FakeChannel(*[[EngineDied("gone")]] * MAX_ATTEMPTS, [Piece(data=b"a\n", token_ids=(1,)), Piece(data=b"b\n")])
+    model = RemoteModel(
+        "m", FakeHandle(), channel, app_name="app", deployment="dep",  # type: ignore[arg-type]
+        prefix_routing=False, failover=True, bound=QueueBound(per_replica=1, queued=0),
+    )
+    model._endpoints.update(ENDPOINTS)
+    with pytest.raises(EngineDied):
+        await stream(model)
+    assert model._admission.admitted == 0
+    left = model.stream("ollama", "chat", b"{}", None, time.monotonic_ns(), "m")  # type: ignore[arg-type]
+    assert await anext(left) == b"a\n"
+    await left.aclose()  # the client went away
+    assert model._admission.admitted == 0
+
+
+async def test_no_bound_when_queued_is_minus_one(running: list[str]) -> None:
+    channel = HeldChannel()
+    model = RemoteModel(
+        "m", FakeHandle(), channel, app_name="app", deployment="dep",  # type: ignore[arg-type]
+        prefix_routing=False, failover=True, bound=QueueBound(per_replica=1, queued=-1),
+    )
+    model._endpoints.update(ENDPOINTS)
+    streams = [model.stream("ollama", "chat", b"{}", None, time.monotonic_ns(), "m") for _ in range(20)]  # type: ignore[arg-type]
+    assert [await anext(s) for s in streams] == [b"first\n"] * 20
+    channel.release.set()
+    for s in streams:
+        await s.aclose()

@@ -269,3 +269,12 @@ def test_full_generate_request() -> None:
 def test_options_model_extra_keeps_unknown_only() -> None:
     options = Options.model_validate({"temperature": 0.1, "numa": True})
     assert options.model_extra == {"numa": True}
+
+
+@pytest.mark.parametrize("field", ["seed", "num_predict", "num_ctx", "num_keep"])
+def test_integers_are_go_int64_as_in_ollama(field: str) -> None:
+    """A larger number is a JSON decoding error in Ollama, and the engine's encoder cannot carry it."""
+    assert Options.model_validate({field: 2**63 - 1}).model_dump(exclude_none=True)[field] == 2**63 - 1
+    for value in (2**63, -(2**63) - 1, 10**30):
+        with pytest.raises(ValidationError):
+            Options.model_validate({field: value})

@@ -179,10 +179,12 @@ def test_openai_invalid_request(client: TestClient) -> None:
 
 
 def test_unknown_path(client: TestClient) -> None:
-    for path in ("/api/nope", "/v1/nope", "/"):
+    for path in ("/api/nope", "/"):
         response = client.get(path)
         assert response.status_code == 404
-        assert response.text == "404 page not found"
+        assert response.text == "404 page not found"  # Ollama's, plain text
+    openai = client.get("/v1/nope")  # OpenAI's clients read an error object
+    assert openai.status_code == 404 and openai.json()["error"]["type"] == "not_found_error"
 
 
 def test_wrong_method(client: TestClient) -> None:

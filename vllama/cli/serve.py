@@ -82,7 +82,16 @@ def serve(
     ] = None,
     max_queue: Annotated[
         int | None,
-        typer.Option(envvar="OLLAMA_MAX_QUEUE", help="Requests that may wait for room to load their model (default 512)."),
+        typer.Option(envvar="OLLAMA_MAX_QUEUE", help="Requests that may wait, per model, beyond what its replicas "
+                     "take at once, or for room to load it; past it: 503 server busy (default 512)."),
+    ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="A key clients must send (Authorization: Bearer KEY), repeatable; also "
+                     "VLLAMA_API_KEYS (comma-separated). Default: none asked, as Ollama."),
+    ] = None,
+    max_request_bytes: Annotated[
+        int | None, typer.Option(help="Largest request body; past it, 413 (blob uploads excepted; default 64 MiB).")
     ] = None,
     available_models: Annotated[
         bool | None,
@@ -141,6 +150,8 @@ def serve(
             max_loaded_models=max_loaded_models,
             max_queue=max_queue,
             available_models=available_models,
+            api_keys=api_key,
+            max_request_bytes=max_request_bytes,
         )
         ServingConfig.model_validate(args)
     except (ValidationError, VllamaError, ValueError) as exc:
@@ -172,6 +183,8 @@ def build_config(
     max_loaded_models: int | None = None,
     max_queue: int | None = None,
     available_models: bool | None = None,
+    api_keys: list[str] | None = None,
+    max_request_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The `build_app` args for these flags. Pure: unit-tested without Ray or vLLM."""
     if num_replicas is not None and (min_replicas is not None or max_replicas is not None):
@@ -228,6 +241,10 @@ def build_config(
         args["max_queue"] = max_queue
     if available_models is not None:
         args["available_models"] = available_models
+    if api_keys:
+        args["api_keys"] = [*args.get("api_keys", []), *api_keys]
+    if max_request_bytes is not None:
+        args["max_request_bytes"] = max_request_bytes
     return args
 
 

@@ -50,6 +50,8 @@ async def render(serving_chat: Any, body: dict[str, Any]) -> RenderedChat:
         request = ChatCompletionRequest.model_validate({**body, "model": serving_chat.models.base_model_paths[0].name})
     except ValidationError as exc:
         raise InvalidRequest(_first_error(exc)) from None
+    except VLLMError as exc:  # raised by vLLM's own model validators, which pydantic passes through
+        raise InvalidRequest(str(exc)) from None
     template_kwargs = serving_chat._effective_chat_template_kwargs(request)
     try:
         result = await serving_chat.render_chat_request(request)  # may set request.structured_outputs

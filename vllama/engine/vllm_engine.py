@@ -8,6 +8,8 @@ serving objects over the same engine, so `/v1` is vLLM's own implementation, not
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import logging
 import time
@@ -86,7 +88,14 @@ class CountingEngineClient:
                         self.completed_requests += 1
                 yield output
         except Exception:
-            ended = True  # refused or failed: nothing left to abort
+            ended = True
+            # Refused or failed. vLLM may have registered the request before the failure (a
+            # seed too large for the engine core's encoder failed after it): abort it, which
+            # is a no-op for a request vLLM does not hold, or it stays unfinished for good.
+            request_id = args[2] if len(args) > 2 else kwargs.get("request_id")
+            if request_id is not None:
+                with contextlib.suppress(Exception):  # a dead engine cannot abort: its error is the one to raise
+                    await self._engine.abort(request_id)
             raise
         finally:
             if not ended:

@@ -87,6 +87,8 @@ class OpenAIServing:
             request = request_cls.model_validate_json(body)
         except ValidationError as exc:
             raise InvalidRequest(_validation_message(exc)) from exc
+        except VLLMError as exc:  # raised by vLLM's own model validators, which pydantic passes through
+            raise from_vllm(exc) from exc
         request.model = self.models.base_model_paths[0].name
         try:
             if kind == "chat":
@@ -113,6 +115,8 @@ class OpenAIServing:
             request = TypeAdapter(EmbeddingRequest).validate_json(body)  # a union: input or messages
         except ValidationError as exc:
             raise InvalidRequest(_validation_message(exc)) from exc
+        except VLLMError as exc:  # raised by vLLM's own model validators, which pydantic passes through
+            raise from_vllm(exc) from exc
         request.model = self.models.base_model_paths[0].name
         try:
             result = await self.embedding(request)

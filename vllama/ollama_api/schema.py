@@ -44,7 +44,9 @@ def _stop_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-LenientInt = Annotated[int, BeforeValidator(_truncate_number)]
+#: Ollama's integers are Go's 64-bit ints: a larger number is a decoding error there, a 400
+#: here (and the engine's encoder could not carry it).
+LenientInt = Annotated[int, BeforeValidator(_truncate_number), Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class Options(WireModel):
@@ -433,3 +435,36 @@ class ShowResponse(WireModel):
     capabilities: list[str]
     modified_at: str
     messages: list[dict[str, Any]] | None = None
+
+
+class ListResponse(WireModel):
+    """`GET /api/tags`."""
+
+    models: list[ListModelResponse]
+
+
+class ProcessResponse(WireModel):
+    """`GET /api/ps`."""
+
+    models: list[ProcessModelResponse]
+
+
+class VersionResponse(WireModel):
+    """`GET /api/version`: the Ollama API release whose wire format is followed."""
+
+    version: str
+
+
+class ProgressResponse(WireModel):
+    """One line of `/api/create` and `/api/pull` (the last one alone with `stream: false`)."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+class ErrorResponse(WireModel):
+    """Every Ollama route's error body (OpenAI's error object on `/v1`)."""
+
+    error: str

@@ -27,13 +27,13 @@ from vllama.models.resolve import (
     weights_bytes,
 )
 from vllama.serve import scaling
+from vllama.serve.admission import max_ongoing_requests, queue_bound
+from vllama.serve.guard import GuardSettings, split_list
 from vllama.serve.ingress import Ingress, IngressSettings
 from vllama.serve.replica import EngineReplica, ReplicaSettings
 
 logger = logging.getLogger("vllama")
 
-#: When neither the config nor the engine settings say: `vllm serve`'s usual max_num_seqs x 2.
-DEFAULT_MAX_ONGOING_REQUESTS = 512
 #: The engine's batch when the config does not set max_num_seqs (vLLM's usual default).
 DEFAULT_MAX_NUM_SEQS = 256
 INGRESS_DEPLOYMENT = "Ingress"
@@ -87,8 +87,14 @@ def build_app(args: dict[str, Any]) -> Application:
         on_gpu=accelerator == "gpu",
         max_loaded_models=config.max_loaded_models or default_max_loaded_models(accelerator),
         max_queue=config.max_queue,
+        bounds={m.name: queue_bound(m, c.deployment, config.max_queue) for m, c in zip(resolved, config.models, strict=True)},
         config=config,
         accelerator=accelerator,
+        guard=GuardSettings(
+            api_keys=(*config.api_keys, *split_list(os.environ.get("VLLAMA_API_KEYS"))),
+            origins=(*config.origins, *split_list(os.environ.get("OLLAMA_ORIGINS"))),
+            max_request_bytes=config.max_request_bytes,
+        ),
     )
     options = ingress_options(config.ingress, access_log=config.access_log)
     return serve.deployment(Ingress).options(**options).bind(engines, ingress)
@@ -210,9 +216,7 @@ def deployment_options(
     options["ray_actor_options"] = actor
 
     max_num_seqs = model.engine_kwargs.get("max_num_seqs")
-    options["max_ongoing_requests"] = settings.max_ongoing_requests or (
-        2 * int(max_num_seqs) if max_num_seqs else DEFAULT_MAX_ONGOING_REQUESTS
-    )
+    options["max_ongoing_requests"] = max_ongoing_requests(model, settings)
     options["autoscaling_config"] = lifecycle_autoscaling(settings, load, max_num_seqs)
     options["request_router_config"] = RequestRouterConfig(request_router_class=ROUTER_CLASS)
     if not access_log:

@@ -35,6 +35,7 @@ from vllama.models.names import ModelName
 from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel, resolve, weights_dir
 from vllama.serve import lifecycle
+from vllama.serve.admission import queue_bound
 from vllama.serve.channel import ChannelClient
 from vllama.serve.forward import RemoteModel
 from vllama.serve.hop import Api
@@ -232,7 +233,7 @@ class AvailableTarget:
                 self.name, handle, owner.channel, app_name=self._app, deployment=deployment_name(self.name),
                 prefix_routing=routing == "prefix", failover=owner.settings.config.failover, model=self._model(),
                 on_gpu=owner.settings.accelerator == "gpu", load_timeout_s=owner.settings.load_timeout_s,
-                budget=owner.budget,
+                budget=owner.budget, bound=queue_bound(self._model(), self._config.deployment, owner.settings.config.max_queue),
             )
             owner.budget.add(self._remote)
         return self._remote

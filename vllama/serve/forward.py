@@ -35,6 +35,7 @@ from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel, cpu_engine_bytes, weights_dir
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
 from vllama.serve import lifecycle, routing
+from vllama.serve.admission import Admission, QueueBound
 from vllama.serve.channel import ChannelClient
 from vllama.serve.hop import Api, Call, Resume, StreamStart
 from vllama.translate.prefixes import PrefixKey, ollama_prefix_key, openai_prefix_key
@@ -68,8 +69,10 @@ class RemoteModel:
         self, name: str, handle: Any, channel: ChannelClient, *, app_name: str, deployment: str,
         prefix_routing: bool, failover: bool, model: ResolvedModel | None = None, on_gpu: bool = False,
         load_timeout_s: float = REPLICA_WAIT_S, budget: lifecycle.Budget | None = None,
+        bound: QueueBound | None = None,
     ) -> None:
         self.name = name
+        self._admission = Admission(bound)
         self._budget = budget
         self._model = model
         self._on_gpu = on_gpu
@@ -110,57 +113,70 @@ class RemoteModel:
         created: CreatedModel | None = None,
     ) -> AsyncIterator[bytes]:
         call = self._call(api, kind, body, parsed, echo, created)
-        sent: list[int] = []  # the generated tokens the client has
-        start: StreamStart | None = None
-        first_token_ns = 0
-        answered = done = False
-        for _ in range(MAX_ATTEMPTS):
-            replica = await self._choose(call)
-            try:
-                endpoint = await self._take(replica)
-                call = dataclasses.replace(call, elapsed_ns=time.monotonic_ns() - arrival_ns)
-                async for piece in self._channel.stream(endpoint, call):
-                    if piece.start is not None:
-                        start = piece.start
-                    if piece.token_ids:
-                        first_token_ns = first_token_ns or time.monotonic_ns() - arrival_ns
-                        sent.extend(piece.token_ids)
-                    done = done or piece.done
-                    if piece.data:
-                        answered = True
-                        yield piece.data
-                return
-            except Exception as exc:
-                if done:  # the answer is complete: what failed after it does not concern the client
+        self._admit()
+        try:
+            sent: list[int] = []  # the generated tokens the client has
+            start: StreamStart | None = None
+            first_token_ns = 0
+            answered = done = False
+            for _ in range(MAX_ATTEMPTS):
+                replica = await self._choose(call)
+                try:
+                    endpoint = await self._take(replica)
+                    call = dataclasses.replace(call, elapsed_ns=time.monotonic_ns() - arrival_ns)
+                    async for piece in self._channel.stream(endpoint, call):
+                        if piece.start is not None:
+                            start = piece.start
+                        if piece.token_ids:
+                            first_token_ns = first_token_ns or time.monotonic_ns() - arrival_ns
+                            sent.extend(piece.token_ids)
+                        done = done or piece.done
+                        if piece.data:
+                            answered = True
+                            yield piece.data
                     return
-                failure = self._failure(replica, exc)
-                if answered:
-                    if not (self._failover and start is not None and start.resumable):
-                        raise EngineDied(f"the engine serving model '{self.name}' stopped during this answer") from None
-                    call = dataclasses.replace(call, resume=Resume(tuple(sent), start, first_token_ns))
-                    logger.warning("resuming a stream of %s elsewhere after %d tokens (%s)", self.name, len(sent), failure)
-                call = dataclasses.replace(call, avoid=(*call.avoid, replica))
-            finally:
-                self._in_flight[replica] -= 1
-        raise EngineDied(f"the engines of model '{self.name}' failed this request {MAX_ATTEMPTS} times")
+                except Exception as exc:
+                    if done:  # the answer is complete: what failed after it does not concern the client
+                        return
+                    failure = self._failure(replica, exc)
+                    if answered:
+                        if not (self._failover and start is not None and start.resumable):
+                            raise EngineDied(f"the engine serving model '{self.name}' stopped during this answer") from None
+                        call = dataclasses.replace(call, resume=Resume(tuple(sent), start, first_token_ns))
+                        logger.warning("resuming a stream of %s elsewhere after %d tokens (%s)", self.name, len(sent), failure)
+                    call = dataclasses.replace(call, avoid=(*call.avoid, replica))
+                finally:
+                    self._in_flight[replica] -= 1
+            raise EngineDied(f"the engines of model '{self.name}' failed this request {MAX_ATTEMPTS} times")
+        finally:
+            self._admission.leave()
 
     async def once(
         self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
         created: CreatedModel | None = None,
     ) -> bytes:
         call = self._call(api, kind, body, parsed, echo, created)
-        for _ in range(MAX_ATTEMPTS):
-            replica = await self._choose(call)
-            try:
-                endpoint = await self._take(replica)
-                call = dataclasses.replace(call, elapsed_ns=time.monotonic_ns() - arrival_ns)
-                return bytes(await self._channel.call(endpoint, "once", call))
-            except Exception as exc:
-                self._failure(replica, exc)
-                call = dataclasses.replace(call, avoid=(*call.avoid, replica))
-            finally:
-                self._in_flight[replica] -= 1
-        raise EngineDied(f"the engines of model '{self.name}' failed this request {MAX_ATTEMPTS} times")
+        self._admit()
+        try:
+            for _ in range(MAX_ATTEMPTS):
+                replica = await self._choose(call)
+                try:
+                    endpoint = await self._take(replica)
+                    call = dataclasses.replace(call, elapsed_ns=time.monotonic_ns() - arrival_ns)
+                    return bytes(await self._channel.call(endpoint, "once", call))
+                except Exception as exc:
+                    self._failure(replica, exc)
+                    call = dataclasses.replace(call, avoid=(*call.avoid, replica))
+                finally:
+                    self._in_flight[replica] -= 1
+            raise EngineDied(f"the engines of model '{self.name}' failed this request {MAX_ATTEMPTS} times")
+        finally:
+            self._admission.leave()
+
+    def _admit(self) -> None:
+        """Let the request in, or answer 503 at once when the model holds all it may
+        (`admission.py`)."""
+        self._admission.enter(self.replica_count())
 
     async def _take(self, replica: str) -> Endpoint:
         """Count a request in flight on `replica` (the caller's `finally` gives it back), and
@@ -386,8 +402,13 @@ class RemoteModel:
             for key in ("unfinished_requests", "completed_requests", "aborted_requests",
                         "prefix_cache_queries", "prefix_cache_hits")
         }
+        # The fullest replica's KV cache: a fraction per replica, which a sum would not be.
+        totals["kv_cache_usage"] = max((r.get("kv_cache_usage") or 0 for r in rows), default=0)
         engine = next((r["engine"] for r in rows if "engine" in r), {})
-        return {**totals, "engine": engine, "replicas": rows}
+        bound = self._admission.bound
+        admission = {"admitted_here": self._admission.admitted,
+                     "capacity_here": bound.capacity(self.replica_count()) if bound else None}
+        return {**totals, **admission, "engine": engine, "replicas": rows}
 
     async def metrics(self) -> list[tuple[str, bytes]]:
         """Each running replica's Prometheus exposition (those that answer)."""

@@ -17,20 +17,26 @@ from vllama import __version__
 from vllama.models.blobs import BlobStore
 from vllama.models.manage import ModelManager
 from vllama.models.registry import Registry
-from vllama.serve import errors, routes_ollama, routes_openai
+from vllama.serve import errors, openapi, routes_ollama, routes_openai
 from vllama.serve.directory import ModelDirectory
+from vllama.serve.guard import Guard, GuardSettings
 from vllama.serve.metrics import merge
 from vllama.serve.responses import json_response
 
 
-def build_http_app(directory: ModelDirectory, home: Path, about: dict[str, Any] | None = None) -> FastAPI:
-    """`about`: what `/vllama/status` says of the ingress replica that answers it."""
+def build_http_app(
+    directory: ModelDirectory, home: Path, about: dict[str, Any] | None = None, guard: GuardSettings | None = None,
+) -> FastAPI:
+    """`about`: what `/vllama/status` says of the ingress replica that answers it; `guard`: keys,
+    Host, origins and size limit (`serve/guard.py`; default: no key, no Host check)."""
     app = FastAPI(title="vllama", version=__version__, docs_url="/vllama/docs", openapi_url="/vllama/openapi.json")
+    app.add_middleware(Guard, settings=guard or GuardSettings())
     app.state.directory = directory
     app.state.home = home
     app.state.manager = ModelManager(directory.registry or Registry(home), directory.served_name)
     app.state.blobs = BlobStore(home)
     errors.install(app)
+    openapi.install(app)
     app.include_router(routes_ollama.router)
     app.include_router(routes_openai.router)
 

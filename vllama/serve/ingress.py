@@ -12,6 +12,8 @@ lifecycle) go to zero replicas.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,17 @@ from vllama.config import ServingConfig
 from vllama.models.names import ModelName
 from vllama.models.registry import Registry
 from vllama.models.resolve import ResolvedModel
+from vllama.serve import stopping
+from vllama.serve.admission import QueueBound
 from vllama.serve.available import AvailableModels, AvailableSettings
 from vllama.serve.channel import ChannelClient, channel_secret
 from vllama.serve.directory import ModelDirectory
 from vllama.serve.forward import RemoteModel
+from vllama.serve.guard import GuardSettings, machine_hosts
 from vllama.serve.http import build_http_app
 from vllama.serve.lifecycle import Budget
+
+logger = logging.getLogger("vllama")
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,15 @@ class IngressSettings:
     #: At most this many models loaded at once (None: as many as memory and GPUs take).
     max_loaded_models: int | None = None
     max_queue: int = 512
+    #: Per served model, by display name: how many requests it takes before answering 503.
+    bounds: dict[str, QueueBound] = field(default_factory=dict)
     #: The application's configuration and accelerator: how a model it does not list is
     #: deployed when it is available here and asked for (None: only the listed models).
     config: ServingConfig | None = None
     accelerator: str = "cpu"
+    #: Who may call (`serve/guard.py`): keys, extra origins (the config's and the environment's
+    #: at build time), the request size limit. The bind address comes from Serve's HTTP options.
+    guard: GuardSettings = field(default_factory=GuardSettings)
 
 
 @serve.ingress()
@@ -70,7 +82,7 @@ class Ingress:
                 name, handle, self._channel, app_name=app_name, deployment=settings.deployments[name],
                 prefix_routing=settings.prefix_routing[name], failover=settings.failover,
                 model=settings.models.get(name), on_gpu=settings.on_gpu, load_timeout_s=settings.load_timeout_s,
-                budget=budget,
+                budget=budget, bound=settings.bounds.get(name),
             )
             for name, handle in models.items()
         }
@@ -84,7 +96,24 @@ class Ingress:
                 configured={m.source: remotes[m.key] for m in settings.models.values() if m.key in remotes},
             )
         self._settings = settings
+        self._guard = dataclasses.replace(settings.guard, bind_host=_bind_host(), own_hosts=machine_hosts(),
+                                          stopping=stopping.watch(app_name))
         self._directory = ModelDirectory(remotes, Registry(settings.home), available)
 
     async def __serve_build_asgi_app__(self) -> Any:
-        return build_http_app(self._directory, Path(self._settings.home), self._about)
+        return build_http_app(self._directory, Path(self._settings.home), self._about, self._guard)
+
+
+def _bind_host() -> str | None:
+    """The address Serve's HTTP side listens on (`vllama serve --host`, `http_options.host` of a
+    `serve run` config): a loopback one turns the Host check on. None when the controller does
+    not say (no Host check)."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        return ray.get(controller.get_http_config.remote(), timeout=30).host
+    except Exception as exc:  # noqa: BLE001  # any failure: serve without the check, and say so
+        logger.warning("the HTTP bind address is unknown (%s): requests' Host is not checked", exc)
+        return None

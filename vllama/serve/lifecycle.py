@@ -42,9 +42,8 @@ from typing import Protocol
 
 from vllama.errors import Overloaded
 from vllama.models.describe import FOREVER
+from vllama.serve.admission import SERVER_BUSY
 
-#: Ollama's answer when it cannot take a request now (its ErrMaxQueue).
-SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"
 
 #: What a replica reports while it must not unload (requests in flight, or keep_alive < 0).
 FOREVER_TS = 1e12

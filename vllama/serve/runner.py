@@ -7,13 +7,16 @@ read once, when Ray's modules load in each process, so they are set here before 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
+from vllama.serve import stopping
 from vllama.serve.lifecycle import vllama_message
 
 APP_NAME = "vllama"
@@ -87,6 +90,7 @@ def run_foreground(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         serve.start(http_options={"host": host, "port": port})
+        stopping.clear(APP_NAME)
         application = build_app(args)
         names = ", ".join(m["name"] for m in args["models"])
         _say(f"starting {names} (each engine takes from seconds to minutes to load)")
@@ -112,6 +116,10 @@ def run_foreground(
             # take no new requests and let those in flight finish (each deployment's graceful
             # shutdown timeout). serve.shutdown() alone stops the proxies at the same time,
             # cutting every stream in flight.
+            # New requests get 503 from here on (`stopping.py`), then the application goes.
+            with contextlib.suppress(Exception):
+                stopping.announce(APP_NAME)
+                time.sleep(2 * stopping.POLL_S)
             serve.delete(APP_NAME)
             # Then the models it deployed at their first use (`available.py`), each its own
             # application: no new request can reach them now.
