@@ -11,7 +11,10 @@ those flags and an API key (its check is on the path being measured); each round
 10 x capacity streamed requests at once, half Ollama chats, half OpenAI chat completions, each
 for `--num-predict` tokens, and waits for all of them. Before them, the same bursts for a model
 that does not exist (404 at once: no admission, no engine): what answering that many requests
-at once costs this machine, the floor under the refusal times. Results: docs/perf/overload.json.
+at once costs this machine, the floor under the refusal times. With `--open-connections`, each
+burst goes out on connections opened beforehand (a client's pool), so that it measures the
+requests and not 160 TCP connections opened at the same instant. Results:
+docs/perf/overload.json (overload_open_connections.json with the flag).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=10, help="offered = factor x capacity")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--num-predict", type=int, default=64)
+    parser.add_argument("--open-connections", action="store_true",
+                        help="open the burst's connections first, as a client with a pool holds them")
     args = parser.parse_args()
     capacity = 2 * args.max_num_seqs + args.max_queue
     offered = args.factor * capacity
@@ -66,12 +71,14 @@ def main() -> None:
             floor = []
             for _ in range(args.rounds):  # the same burst, answered without admission or engine work
                 missing = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-                answers = asyncio.run(quick_answers(url, "/api/chat", missing, offered, api_key=KEY))
+                answers = asyncio.run(quick_answers(url, "/api/chat", missing, offered, api_key=KEY,
+                                                    open_connections=args.open_connections))
                 assert {status for status, _ in answers} == {404}, answers[:3]
                 floor += [seconds * 1000 for _, seconds in answers]
             for number in range(args.rounds):
                 started = time.monotonic()
-                result = asyncio.run(offer(url, MODEL, offered, num_predict=args.num_predict, api_key=KEY))
+                result = asyncio.run(offer(url, MODEL, offered, num_predict=args.num_predict, api_key=KEY,
+                                           open_connections=args.open_connections))
                 summary = {**result.summary(), "round_s": time.monotonic() - started}
                 summary["refusal_ms_all"] = sorted(round(o.answered_s * 1000, 2) for o in result.refused)
                 rounds.append(summary)
@@ -83,7 +90,8 @@ def main() -> None:
     refusals = sorted(ms for r in rounds for ms in r["refusal_ms_all"])
     result = {
         "command": f"python bench/overload.py --max-num-seqs {args.max_num_seqs} --max-queue {args.max_queue} "
-                   f"--factor {args.factor} --rounds {args.rounds} --num-predict {args.num_predict}",
+                   f"--factor {args.factor} --rounds {args.rounds} --num-predict {args.num_predict}"
+                   + (" --open-connections" if args.open_connections else ""),
         "hardware": hardware(),
         "capacity": capacity,
         "offered_per_round": offered,
@@ -97,7 +105,8 @@ def main() -> None:
         "rounds": [{k: v for k, v in r.items() if k != "refusal_ms_all"} for r in rounds],
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    results = RESULTS.with_name("overload_open_connections.json") if args.open_connections else RESULTS
+    results.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=1))
 
 

@@ -54,3 +54,24 @@ async def test_a_503_without_retry_after_or_with_another_message_is_an_error(two
     assert "another message" in overload._refusal_problem("openai", orjson.dumps({"error": {"message": "busy"}}),
                                                           {"Retry-After": "1"})
     assert overload._refusal_problem("openai", orjson.dumps({"error": {"message": SERVER_BUSY}}), {"Retry-After": "1"}) is None
+
+
+async def test_connections_opened_beforehand_carry_the_burst(two_slots: str) -> None:
+    """With `open_connections`, the burst goes out on connections already open: one each."""
+    opened: list[int] = []
+
+    async def count(conn: object, ctx: object, params: object) -> None:
+        opened.append(1)
+
+    from unittest import mock
+
+    import aiohttp
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(count)
+    real = aiohttp.ClientSession
+    with mock.patch("vllama.bench.overload.aiohttp.ClientSession",
+                    lambda *a, **k: real(*a, **k, trace_configs=[trace])):
+        result = await offer(two_slots, "m", 12, num_predict=4, open_connections=True)
+    assert result.summary()["refused_503"] == 10
+    assert len(opened) == 12  # the burst opened none of its own

@@ -124,8 +124,24 @@ async def _read_to_end(api: str, response: aiohttp.ClientResponse) -> bool:
     return finished
 
 
+async def _open_connections(session: aiohttp.ClientSession, base_url: str, count: int,
+                            headers: dict[str, str]) -> None:
+    """Leave `count` connections open in the session's pool (kept alive), as clients that hold
+    a pool do (the `openai` and `ollama` clients, a gateway), so that a burst measures the
+    requests, not the opening of `count` TCP connections at the same instant."""
+    everyone = asyncio.Barrier(count)
+
+    async def one() -> None:
+        async with session.get(base_url + "/api/version", headers=headers) as response:
+            await response.read()
+            await everyone.wait()  # no connection goes back to the pool before all are open
+
+    await asyncio.gather(*(one() for _ in range(count)))
+
+
 async def quick_answers(
     base_url: str, path: str, body: dict[str, Any], requests: int, *, api_key: str | None = None,
+    open_connections: bool = False,
 ) -> list[tuple[int, float]]:
     """`requests` copies of one request that needs no engine (a model that does not exist),
     sent at once as `offer` sends them: each one's status and seconds to it. What answering that
@@ -147,6 +163,8 @@ async def quick_answers(
         return status, elapsed
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        if open_connections:
+            await _open_connections(session, base_url, requests, headers)
         tasks = [asyncio.ensure_future(one(session)) for _ in range(requests)]
         await asyncio.sleep(0.05)
         start.set()
@@ -155,15 +173,18 @@ async def quick_answers(
 
 async def offer(
     base_url: str, model: str, requests: int, *, num_predict: int = 32, api_key: str | None = None,
-    timeout_s: float = 600.0,
+    timeout_s: float = 600.0, open_connections: bool = False,
 ) -> OverloadResult:
-    """Send `requests` at once: every request is ready before the first goes."""
+    """Send `requests` at once: every request is ready before the first goes (on connections
+    opened beforehand, with `open_connections`)."""
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     connector = aiohttp.TCPConnector(limit=0)
     start = asyncio.Event()
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+        if open_connections:
+            await _open_connections(session, base_url, requests, headers)
         tasks = [asyncio.ensure_future(_one(session, base_url, ("ollama", "openai")[i % 2], model, num_predict,
                                             headers, start))
                  for i in range(requests)]
