@@ -32,6 +32,12 @@ class InvalidRequest(VllamaError):
     status_code = 400
 
 
+class PromptTooLong(InvalidRequest):
+    """vLLM refused a rendered prompt as longer than the model's context. The Ollama routes fit
+    a conversation by dropping its oldest turns and rendering again (`serve/inference.py`);
+    vLLM's own message (a count against `max_model_len`) is never what an Ollama client sees."""
+
+
 class ModelNotFound(VllamaError):
     """The model name is not served here (404). The message is Ollama's, quoting the name as sent."""
 

@@ -132,3 +132,19 @@ def test_openai_tool_calls(base_url: str) -> None:
             name += delta.function.name or ""
             arguments += delta.function.arguments or ""
     assert name == "get_weather" and set(json.loads(arguments)) == {"city"}
+
+
+def test_a_conversation_longer_than_the_context_is_fitted_with_its_tools(client: ollama.Client) -> None:
+    """Open WebUI sends dozens of tools with every chat; vLLM's chat layer refuses a prompt over
+    the context with its own message. Ollama drops the oldest turns instead, and so do we; when
+    the tools alone do not fit, Ollama's words, never vLLM's."""
+    history = [{"role": ("user", "assistant")[i % 2], "content": f"turn {i}: " + "words " * 40} for i in range(59)]
+    history.append({"role": "user", "content": "What is the weather in Paris?"})
+    answer = client.chat(model=PRIMARY, messages=history, tools=[WEATHER, CLOCK], options={"num_predict": 4})
+    assert answer.done and 0 < answer.prompt_eval_count < 2048
+
+    huge = {"type": "function", "function": {**WEATHER["function"], "description": "weather " * 3000}}
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.chat(model=PRIMARY, messages=ASK, tools=[huge], options={"num_predict": 4})
+    assert refused.value.status_code == 400
+    assert refused.value.error.startswith("the input length exceeds the context length"), refused.value.error

@@ -22,7 +22,11 @@ from typing import Any
 
 from vllama.engine.types import EngineDelta, ToolCallDelta
 from vllama.engine.vllm_errors import from_vllm
-from vllama.errors import EngineFailed, InvalidRequest, VllamaError
+from vllama.errors import EngineFailed, InvalidRequest, PromptTooLong, VllamaError
+
+#: The parameters vLLM names when a prompt is longer than the context (`vllm/renderers/params.py`:
+#: counted in tokens, or refused by its length in characters before tokenizing).
+_PROMPT_LENGTH = ("input_tokens", "input_text")
 
 
 @dataclass
@@ -56,10 +60,14 @@ async def render(serving_chat: Any, body: dict[str, Any]) -> RenderedChat:
     try:
         result = await serving_chat.render_chat_request(request)  # may set request.structured_outputs
     except VLLMError as exc:
+        if getattr(exc, "parameter", None) in _PROMPT_LENGTH:
+            raise PromptTooLong(str(exc)) from exc
         raise InvalidRequest(str(exc)) from exc
     except (ValueError, TypeError) as exc:  # a chat template or a parser refusing these messages
         raise InvalidRequest(f"the chat template failed on these messages: {exc}") from exc
     if isinstance(result, ErrorResponse):
+        if result.error.param in _PROMPT_LENGTH:
+            raise PromptTooLong(result.error.message)
         raise VllamaError(result.error.message, status_code=int(result.error.code or 400))
     _, (engine_input,) = result
     parser = _parser(serving_chat, request, template_kwargs)

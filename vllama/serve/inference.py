@@ -22,7 +22,7 @@ from typing import Any
 from vllama.engine.params import ChatPrompt, ContextLimits, FillInMiddle, SamplingSettings, TextPrompt
 from vllama.engine.types import EngineDelta, TokenLogprob
 from vllama.engine.vllm_engine import VllmEngine
-from vllama.errors import EngineFailed, InvalidRequest
+from vllama.errors import EngineFailed, InvalidRequest, PromptTooLong
 from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
@@ -180,13 +180,17 @@ class OllamaInference:
         messages = prompt.messages
         while True:
             body = chat_translation.chat_body(self.model.name, messages, sampling, tools=tools, choice=choice, think=think)
-            rendered = await self.engine.render_openai_chat(body)
+            try:
+                rendered = await self.engine.render_openai_chat(body)
+            except PromptTooLong:  # vLLM refused it as longer than max_model_len (num_ctx is no more)
+                messages = self._fewer(messages, None, limits)  # its count is vLLM's, against another bound
+                continue
             if len(rendered.prompt_token_ids) < limits.num_ctx:
                 return rendered
             messages = self._fewer(messages, len(rendered.prompt_token_ids), limits)
 
     @staticmethod
-    def _fewer(messages: tuple[dict[str, Any], ...], prompt_tokens: int, limits: ContextLimits) -> tuple[dict[str, Any], ...]:
+    def _fewer(messages: tuple[dict[str, Any], ...], prompt_tokens: int | None, limits: ContextLimits) -> tuple[dict[str, Any], ...]:
         fewer = prompts.drop_oldest_turn(messages) if limits.truncate else None
         if fewer is None:
             raise InvalidRequest(_too_long(prompt_tokens, limits.num_ctx))
@@ -332,5 +336,7 @@ def _tool_choice(request: ChatRequest) -> Any:
     return request.options.tool_choice if request.options is not None else None
 
 
-def _too_long(prompt_tokens: int, num_ctx: int) -> str:
+def _too_long(prompt_tokens: int | None, num_ctx: int) -> str:
+    if prompt_tokens is None:  # Ollama's own words, with what is known
+        return f"the input length exceeds the context length (context {num_ctx})"
     return f"the input length exceeds the context length ({prompt_tokens} prompt tokens, context {num_ctx})"
