@@ -137,7 +137,7 @@ def test_ten_times_the_capacity_at_once(server: ServerProcess) -> None:
 
 
 def test_fuzzing_the_published_schema_finds_no_server_error(server: ServerProcess) -> None:
-    fuzz = run_schemathesis(server.url, max_examples=4, api_key=KEY, seed=14, request_timeout_s=120, max_time_s=150)
+    fuzz = run_schemathesis(server.url, max_examples=4, api_key=KEY, seed=14, request_timeout_s=120, max_time_s=90)
     assert fuzz["failures"] == [] and fuzz["errors"] == [], fuzz["output_tail"]
     assert fuzz["exit_code"] == 0 and fuzz["cases"] > 500 and fuzz["operations_tested"] == 24, fuzz
     after = server_state(server.url, KEY)

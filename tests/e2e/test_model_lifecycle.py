@@ -51,7 +51,9 @@ def server(workdir: Path) -> Iterator[ServerProcess]:
 
 
 def loaded(server: ServerProcess) -> dict[str, dict]:
-    return {m["name"]: m for m in httpx.get(f"{server.url}/api/ps", timeout=60).json()["models"]}
+    ps = httpx.get(f"{server.url}/api/ps", timeout=60)
+    assert ps.status_code == 200, ps.text
+    return {m["name"]: m for m in ps.json()["models"]}
 
 
 def generate(server: ServerProcess, model: str, **extra: object) -> dict:

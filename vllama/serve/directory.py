@@ -4,13 +4,16 @@ this machine (`available.py`: deployed at its first use), or created on one of t
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from vllama.errors import InvalidRequest, ModelNotFound
+from vllama.errors import InvalidRequest, ModelNotFound, VllamaError
 from vllama.models.describe import ModelDescription
 from vllama.models.names import ModelName
 from vllama.models.registry import Registry
 from vllama.serve.available import AvailableModels
 from vllama.serve.targets import CreatedTarget, ModelTarget
+
+logger = logging.getLogger(__name__)
 
 
 class ModelDirectory:
@@ -69,12 +72,21 @@ class ModelDirectory:
     async def loaded(self) -> list[tuple[ModelDescription, int, float]]:
         """The loaded models (`/api/ps`): each with its running replicas, as Serve's controller
         counts them, and when it unloads."""
-        targets = self._served()
-        states = await asyncio.gather(*(t.replica_states() for t in targets))
-        running = [(t, s["RUNNING"]) for t, s in zip(targets, states, strict=True) if s.get("RUNNING")]
-        descriptions = await asyncio.gather(*(t.describe() for t, _ in running))
-        expiries = await asyncio.gather(*(t.expires_at() for t, _ in running))
-        return [(d, n, e) for d, (_, n), e in zip(descriptions, running, expiries, strict=True)]
+        entries = await asyncio.gather(*(self._loaded_entry(t) for t in self._served()))
+        return [entry for entry in entries if entry is not None]
+
+    @staticmethod
+    async def _loaded_entry(target: ModelTarget) -> tuple[ModelDescription, int, float] | None:
+        running = (await target.replica_states()).get("RUNNING")
+        if not running:
+            return None
+        try:
+            return await target.describe(), running, await target.expires_at()
+        except VllamaError as exc:
+            # A replica whose engine failed to load runs until Serve scales it away: that model
+            # is not loaded, and the others are still listed.
+            logger.info("not listing %s as loaded: %s", target.name, exc.message)
+            return None
 
     async def describe_all(self) -> list[ModelDescription]:
         """Served models (configured, then available), then created ones whose base is served."""
