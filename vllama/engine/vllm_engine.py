@@ -9,7 +9,6 @@ serving objects over the same engine, so `/v1` is vLLM's own implementation, not
 from __future__ import annotations
 
 import contextlib
-
 import dataclasses
 import logging
 import time
