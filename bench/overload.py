@@ -88,6 +88,7 @@ def main() -> None:
         finally:
             stop(proc, workdir)
     refusals = sorted(ms for r in rounds for ms in r["refusal_ms_all"])
+    floor.sort()
     result = {
         "command": f"python bench/overload.py --max-num-seqs {args.max_num_seqs} --max-queue {args.max_queue} "
                    f"--factor {args.factor} --rounds {args.rounds} --num-predict {args.num_predict}"
@@ -97,7 +98,7 @@ def main() -> None:
         "offered_per_round": offered,
         "refusal_ms": {"p50": percentile(refusals, 50), "p99": percentile(refusals, 99), "max": max(refusals, default=None)},
         "refused": len(refusals),
-        "floor_ms": {"p50": percentile(sorted(floor), 50), "p99": percentile(sorted(floor), 99), "max": max(floor)},
+        "floor_ms": {"p50": percentile(floor, 50), "p99": percentile(floor, 99), "max": max(floor)},
         "accepted": sum(r["accepted"] for r in rounds),
         "accepted_completed": sum(r["accepted_completed"] for r in rounds),
         "other_errors": sum(r["other_errors"] for r in rounds),

@@ -124,6 +124,13 @@ async def _read_to_end(api: str, response: aiohttp.ClientResponse) -> bool:
     return finished
 
 
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
 async def _open_connections(session: aiohttp.ClientSession, base_url: str, count: int,
                             headers: dict[str, str]) -> None:
     """Leave `count` connections open in the session's pool (kept alive), as clients that hold
@@ -147,9 +154,7 @@ async def quick_answers(
     sent at once as `offer` sends them: each one's status and seconds to it. What answering that
     many at once costs this machine (the client, HAProxy, the ingress), without admission or
     engine work: the floor under `offer`'s refusal times."""
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    headers = _headers(api_key)
     start = asyncio.Event()
     data = orjson.dumps(body)
 
@@ -177,9 +182,7 @@ async def offer(
 ) -> OverloadResult:
     """Send `requests` at once: every request is ready before the first goes (on connections
     opened beforehand, with `open_connections`)."""
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    headers = _headers(api_key)
     connector = aiohttp.TCPConnector(limit=0)
     start = asyncio.Event()
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:

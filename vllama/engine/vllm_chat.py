@@ -55,7 +55,7 @@ async def render(serving_chat: Any, body: dict[str, Any]) -> RenderedChat:
     except ValidationError as exc:
         raise InvalidRequest(_first_error(exc)) from None
     except VLLMError as exc:  # raised by vLLM's own model validators, which pydantic passes through
-        raise InvalidRequest(str(exc)) from None
+        raise from_vllm(exc) from None
     template_kwargs = serving_chat._effective_chat_template_kwargs(request)
     try:
         result = await serving_chat.render_chat_request(request)  # may set request.structured_outputs
