@@ -15,7 +15,7 @@ JS_STAMP := tests/js/node_modules/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install serve test unit bench clean
+.PHONY: install serve test unit bench clean prometheus
 
 install: $(STAMP)
 
@@ -37,8 +37,14 @@ endif
 serve: $(STAMP)
 	$(BIN)/vllama serve $(ARGS)
 
-test: $(STAMP) $(JS_STAMP)
+test: $(STAMP) $(JS_STAMP) prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The Prometheus that tests/e2e/test_cluster_metrics.py scrapes Ray's metrics with: Debian's.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
 
 $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/js --no-audit --no-fund --silent && touch $@; fi

@@ -183,10 +183,11 @@ def test_ingress_options() -> None:
     assert default["autoscaling_config"] == DEFAULT_INGRESS_AUTOSCALING and "num_replicas" not in default
     assert default["ray_actor_options"]["num_cpus"] == 0
     assert default["ray_actor_options"]["runtime_env"]["env_vars"] == REPLICA_ENV_VARS
-    fixed = ingress_options(IngressConfig(num_replicas=2, max_ongoing_requests=100), access_log=False)
+    # vllama's JSON request log (request_log.py) stands in for Serve's access log on the ingress.
+    assert default["logging_config"] == {"encoding": "JSON", "enable_access_log": False}
+    fixed = ingress_options(IngressConfig(num_replicas=2, max_ongoing_requests=100))
     assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
     assert fixed["max_ongoing_requests"] == 100
-    assert fixed["logging_config"] == {"enable_access_log": False}
 
 
 def test_user_ray_actor_options_merged_over_defaults() -> None:

@@ -200,9 +200,11 @@ class VllmEngine:
         chat: ChatOptions | None = None,
         *,
         stream_interval_s: float = 0.0,
+        stat_loggers: Sequence[Any] = (),
     ) -> VllmEngine:
         """Start the engine; a bad setting raises `ConfigError` saying what to change.
-        `stream_interval_s`: how often a stream goes out after its first token (`paced`)."""
+        `stream_interval_s`: how often a stream goes out after its first token (`paced`).
+        `stat_loggers`: vLLM stat logger factories besides its default (Prometheus) one."""
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -230,6 +232,7 @@ class VllmEngine:
                 vllm_config,
                 usage_context=UsageContext.OPENAI_API_SERVER,
                 disable_log_stats=kwargs["disable_log_stats"],
+                stat_loggers=list(stat_loggers) or None,
             ), stream_interval_s)
         except Exception as exc:
             cause = root_cause(tap.recent_lines()) or _first_line(exc)

@@ -96,7 +96,7 @@ def build_app(args: dict[str, Any]) -> Application:
             max_request_bytes=config.max_request_bytes,
         ),
     )
-    options = ingress_options(config.ingress, access_log=config.access_log)
+    options = ingress_options(config.ingress)
     return serve.deployment(Ingress).options(**options).bind(engines, ingress)
 
 
@@ -161,7 +161,7 @@ def deployment_name(model_name: str) -> str:
     return "ModelServer:" + model_name.replace("/", "--").replace(".", "_")
 
 
-def ingress_options(config: IngressConfig, *, access_log: bool = True) -> dict[str, Any]:
+def ingress_options(config: IngressConfig) -> dict[str, Any]:
     actor = {"num_cpus": 0, **(config.ray_actor_options or {})}
     actor["runtime_env"] = _replica_runtime_env(actor.get("runtime_env"))
     options: dict[str, Any] = {
@@ -173,8 +173,10 @@ def ingress_options(config: IngressConfig, *, access_log: bool = True) -> dict[s
         options["num_replicas"] = config.num_replicas
     else:
         options["autoscaling_config"] = config.autoscaling_config or dict(DEFAULT_INGRESS_AUTOSCALING)
-    if not access_log:
-        options["logging_config"] = {"enable_access_log": False}
+    # vllama's own request log (`request_log.py`) replaces Serve's access log on the ingress: one
+    # JSON line per request with the request's id, model, tokens and timings, in the replica's
+    # Serve log file (`logs/serve/` of Ray's session directory) and on stderr.
+    options["logging_config"] = {"encoding": "JSON", "enable_access_log": False}
     return options
 
 

@@ -29,12 +29,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from vllama.errors import EngineDied, EngineFailed, VllamaError
+from vllama.errors import EngineDied, EngineFailed, Overloaded, VllamaError
 from vllama.models.describe import ModelDescription, describe_unloaded
 from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel, cpu_engine_bytes, weights_dir
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
-from vllama.serve import lifecycle, routing
+from vllama.serve import lifecycle, request_log, routing, telemetry
 from vllama.serve.admission import Admission, QueueBound
 from vllama.serve.channel import ChannelClient
 from vllama.serve.hop import Api, Call, Resume, StreamStart
@@ -97,7 +97,11 @@ class RemoteModel:
 
     def _call(self, api: Api, kind: str, body: bytes, parsed: Any, echo: str, created: CreatedModel | None) -> Call:
         keep_alive = getattr(parsed, "keep_alive", None)  # Ollama's requests; /v1 has none
-        return Call(api, kind, body, echo, created=created, prefix=self._prefix(api, parsed), keep_alive=keep_alive)
+        record = request_log.current()
+        if record is not None:
+            record.model = self.name
+        return Call(api, kind, body, echo, created=created, prefix=self._prefix(api, parsed), keep_alive=keep_alive,
+                    request_id=record.request_id if record is not None else "")
 
     def _prefix(self, api: Api, parsed: Any) -> PrefixKey | None:
         if not self._prefix_routing:
@@ -124,6 +128,7 @@ class RemoteModel:
                 try:
                     endpoint = await self._take(replica)
                     call = dataclasses.replace(call, elapsed_ns=time.monotonic_ns() - arrival_ns)
+                    self._forwarding(replica)
                     async for piece in self._channel.stream(endpoint, call):
                         if piece.start is not None:
                             start = piece.start
@@ -145,11 +150,12 @@ class RemoteModel:
                         call = dataclasses.replace(call, resume=Resume(tuple(sent), start, first_token_ns))
                         logger.warning("resuming a stream of %s elsewhere after %d tokens (%s)", self.name, len(sent), failure)
                     call = dataclasses.replace(call, avoid=(*call.avoid, replica))
+                    telemetry.FAILOVERS.inc(model=self.name)
                 finally:
                     self._in_flight[replica] -= 1
             raise EngineDied(f"the engines of model '{self.name}' failed this request {MAX_ATTEMPTS} times")
         finally:
-            self._admission.leave()
+            self._leave()
 
     async def once(
         self, api: Api, kind: str, body: bytes, parsed: Any, arrival_ns: int, echo: str,
@@ -163,20 +169,35 @@ class RemoteModel:
                 try:
                     endpoint = await self._take(replica)
                     call = dataclasses.replace(call, elapsed_ns=time.monotonic_ns() - arrival_ns)
+                    self._forwarding(replica)
                     return bytes(await self._channel.call(endpoint, "once", call))
                 except Exception as exc:
                     self._failure(replica, exc)
                     call = dataclasses.replace(call, avoid=(*call.avoid, replica))
+                    telemetry.FAILOVERS.inc(model=self.name)
                 finally:
                     self._in_flight[replica] -= 1
             raise EngineDied(f"the engines of model '{self.name}' failed this request {MAX_ATTEMPTS} times")
         finally:
-            self._admission.leave()
+            self._leave()
 
     def _admit(self) -> None:
         """Let the request in, or answer 503 at once when the model holds all it may
         (`admission.py`)."""
-        self._admission.enter(self.replica_count())
+        try:
+            self._admission.enter(self.replica_count())
+        except Overloaded:
+            telemetry.REFUSED.inc(model=self.name)
+            raise
+        telemetry.ADMITTED.set(self._admission.admitted, model=self.name)
+
+    def _leave(self) -> None:
+        self._admission.leave()
+        telemetry.ADMITTED.set(self._admission.admitted, model=self.name)
+
+    def _forwarding(self, replica: str) -> None:
+        telemetry.FORWARDED.inc(model=self.name)
+        request_log.note_replica(replica)
 
     async def _take(self, replica: str) -> Endpoint:
         """Count a request in flight on `replica` (the caller's `finally` gives it back), and
@@ -299,10 +320,14 @@ class RemoteModel:
     async def unload(self) -> None:
         """`keep_alive: 0` with no prompt: every replica's timer runs out now; returns once Serve
         has stopped them all (their requests in flight finish first)."""
+        started = time.monotonic()
         replicas = await self._loaded_replicas()
         await asyncio.gather(*(self._set_keep_alive(r, 0.0) for r in replicas))
         if not await lifecycle.wait_unloaded(self._app_name, self._deployment, UNLOAD_TIMEOUT_S):
             raise EngineDied(f"model '{self.name}' did not unload within {UNLOAD_TIMEOUT_S:g} s")
+        if replicas:
+            telemetry.UNLOADS.inc(model=self.name)
+            telemetry.UNLOAD_SECONDS.observe(time.monotonic() - started, model=self.name)
 
     async def _set_keep_alive(self, replica: str, keep_alive: float | None) -> float | None:
         try:

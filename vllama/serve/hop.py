@@ -62,6 +62,8 @@ class Call:
     resume: Resume | None = None
     #: The request's `keep_alive` in seconds (negative: forever), None when it gives none.
     keep_alive: float | None = None
+    #: The HTTP request's id (`request_log.py`): part of the engine's request id, for its logs.
+    request_id: str = ""
     # --- read by the request router (`serve/routing.py`), ignored by the replica ---
     prefix: PrefixKey | None = None
     #: Replicas not to use (they failed this request already).

@@ -21,16 +21,21 @@ from vllama.serve import errors, openapi, routes_ollama, routes_openai
 from vllama.serve.directory import ModelDirectory
 from vllama.serve.guard import Guard, GuardSettings
 from vllama.serve.metrics import merge
+from vllama.serve.request_log import RequestLog
 from vllama.serve.responses import json_response
 
 
 def build_http_app(
     directory: ModelDirectory, home: Path, about: dict[str, Any] | None = None, guard: GuardSettings | None = None,
+    *, log_requests: bool = True,
 ) -> FastAPI:
     """`about`: what `/vllama/status` says of the ingress replica that answers it; `guard`: keys,
-    Host, origins and size limit (`serve/guard.py`; default: no key, no Host check)."""
+    Host, origins and size limit (`serve/guard.py`; default: no key, no Host check);
+    `log_requests`: a log line per request (`request_log.py`; its metrics are recorded anyway)."""
     app = FastAPI(title="vllama", version=__version__, docs_url="/vllama/docs", openapi_url="/vllama/openapi.json")
     app.add_middleware(Guard, settings=guard or GuardSettings())
+    # Outermost (added last): refusals by the guard are requests too, logged and counted.
+    app.add_middleware(RequestLog, log_requests=log_requests)
     app.state.directory = directory
     app.state.home = home
     app.state.manager = ModelManager(directory.registry or Registry(home), directory.served_name)

@@ -26,6 +26,7 @@ from vllama.errors import EngineFailed, InvalidRequest, PromptTooLong
 from vllama.models.registry import CreatedModel
 from vllama.models.resolve import ResolvedModel
 from vllama.ollama_api.schema import ChatRequest, GenerateRequest
+from vllama.serve import telemetry
 from vllama.serve.hop import Piece, Resume, StreamStart
 from vllama.translate import chat as chat_translation
 from vllama.translate import prompts
@@ -78,12 +79,14 @@ class OllamaInference:
         return request.think if request.think is not None else self.engine.chat_options.think_default
 
     async def prepare(
-        self, kind: Kind, request: OllamaRequest, created: CreatedModel | None = None, resume: Resume | None = None
+        self, kind: Kind, request: OllamaRequest, created: CreatedModel | None = None, resume: Resume | None = None,
+        http_request_id: str = "",
     ) -> Prepared:
         """Sampling settings and prompt token ids. `created`: the model the request named, when
         it is one made by /api/create on this engine's model (its Modelfile parts apply).
         `resume`: go on with an answer another replica started (its tokens follow the prompt,
-        and the token budget is what it left)."""
+        and the token budget is what it left). `http_request_id`: the HTTP request's id, made
+        part of the engine's (`request_log.py`)."""
         template = (request.template if isinstance(request, GenerateRequest) else None) or (
             created.template if created is not None else None
         )
@@ -137,7 +140,7 @@ class OllamaInference:
         max_tokens = room if sampling.max_tokens is None else min(sampling.max_tokens, room)
         if sampling.min_tokens > max_tokens:
             raise InvalidRequest("min_tokens does not fit in the context left after the prompt")
-        request_id = f"{kind}-{uuid.uuid4().hex}"
+        request_id = engine_request_id(kind, http_request_id)
         if resume is None:
             return Prepared(ids, dataclasses.replace(sampling, max_tokens=max_tokens), request_id, rendered)
         if rendered is not None:  # the ingress resumes only what this replica called resumable
@@ -221,10 +224,11 @@ class OllamaInference:
         created: CreatedModel | None = None,
         resume: Resume | None = None,
         replica: str = "",
+        http_request_id: str = "",
     ) -> AsyncIterator[Piece]:
         """NDJSON lines, each with the token ids it carries. Errors before the first line raise
         (the route gives them a status); closing the iterator aborts the engine request."""
-        prepared = await self.prepare(kind, request, created, resume)
+        prepared = await self.prepare(kind, request, created, resume, http_request_id)
         encoder = StreamEncoder(echo_name, kind)
         clock = RequestClock(arrival_ns=arrival_ns, submitted_ns=time.monotonic_ns())
         first = last = 0
@@ -253,6 +257,7 @@ class OllamaInference:
                 if rest := calls.finish():  # Ollama sends each call whole, in a chunk of its own
                     data += encoder.chunk("", (), "", rest)
                 values = self._metrics(clock, prepared, resume, first, last, len(output_ids), delta.timings)
+                self._record(values, delta.timings)
                 data += encoder.final(delta.finish_reason, values, self._context(kind, request, prepared, output_ids))
                 yield Piece(data, tuple(unsent), start, done=True)
                 return
@@ -260,6 +265,9 @@ class OllamaInference:
                 yield Piece(encoder.chunk(delta.text, delta.logprobs, delta.thinking, done_calls), tuple(unsent), start)
                 unsent.clear()
                 start = None
+
+    def _record(self, values: dict[str, int], timings: Any) -> None:
+        telemetry.record_answer(self.model.name, values, timings.queue_ns if timings is not None else 0)
 
     @staticmethod
     def _metrics(
@@ -276,10 +284,11 @@ class OllamaInference:
         )
 
     async def complete(
-        self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str, created: CreatedModel | None = None
+        self, kind: Kind, request: OllamaRequest, arrival_ns: int, echo_name: str, created: CreatedModel | None = None,
+        http_request_id: str = "",
     ) -> dict[str, Any]:
         """The whole answer as one object (`stream: false`)."""
-        prepared = await self.prepare(kind, request, created)
+        prepared = await self.prepare(kind, request, created, http_request_id=http_request_id)
         clock = RequestClock(arrival_ns=arrival_ns, submitted_ns=time.monotonic_ns())
         first = last = 0
         texts: list[str] = []
@@ -304,6 +313,7 @@ class OllamaInference:
             clock, prompt_tokens=prepared.prompt_count, eval_tokens=len(output_ids),
             timings=timings, first_token_ns=first, last_token_ns=last,
         )
+        self._record(values, timings)
         context = self._context(kind, request, prepared, output_ids)
         return final_object(
             kind, echo_name, "".join(texts), finish_reason, values, context, logprobs,
@@ -317,6 +327,14 @@ class OllamaInference:
         if kind != "generate" or getattr(request, "raw", False):
             return None
         return prepared.prompt_token_ids[: prepared.prompt_count] + output_ids
+
+
+def engine_request_id(kind: Kind, http_request_id: str = "") -> str:
+    """The engine's id for a request: the HTTP request's id in it, so the engine's log lines
+    can be found by it, and a random part, as vLLM needs its running requests' ids unique and a
+    client may send the same `X-Request-Id` twice (or a failed-over stream comes back)."""
+    unique = uuid.uuid4().hex
+    return f"{kind}-{http_request_id}-{unique[:8]}" if http_request_id else f"{kind}-{unique}"
 
 
 def _needs_chat_layer(request: OllamaRequest, think: bool | str | None) -> bool:

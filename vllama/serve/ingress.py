@@ -101,7 +101,8 @@ class Ingress:
         self._directory = ModelDirectory(remotes, Registry(settings.home), available)
 
     async def __serve_build_asgi_app__(self) -> Any:
-        return build_http_app(self._directory, Path(self._settings.home), self._about, self._guard)
+        return build_http_app(self._directory, Path(self._settings.home), self._about, self._guard,
+                              log_requests=self._settings.config is None or self._settings.config.access_log)
 
 
 def _bind_host() -> str | None:

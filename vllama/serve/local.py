@@ -53,7 +53,7 @@ class LocalModel:
         if call.api == "ollama":
             request = _OLLAMA_SCHEMAS[call.kind].model_validate_json(call.body)
             async for piece in self.inference.stream(
-                _kind(call.kind), request, arrival_ns, call.echo, call.created, call.resume, replica
+                _kind(call.kind), request, arrival_ns, call.echo, call.created, call.resume, replica, call.request_id
             ):
                 yield piece
             return
@@ -83,7 +83,9 @@ class LocalModel:
             legacy = EmbeddingsRequest.model_validate_json(call.body)
             return orjson.dumps(await self.embedding.embeddings(legacy))
         request = _OLLAMA_SCHEMAS[call.kind].model_validate_json(call.body)
-        return orjson.dumps(await self.inference.complete(_kind(call.kind), request, arrival_ns, call.echo, call.created))
+        return orjson.dumps(await self.inference.complete(
+            _kind(call.kind), request, arrival_ns, call.echo, call.created, call.request_id
+        ))
 
     def status(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,7 @@ from vllama.engine.vllm_engine import ChatOptions, VllmEngine
 from vllama.errors import EngineDied, VllamaError
 from vllama.models.describe import ModelDescription, describe
 from vllama.models.resolve import ResolvedModel, weights_dir
-from vllama.serve import scaling
+from vllama.serve import scaling, telemetry
 from vllama.serve.channel import ChannelServer, channel_secret
 from vllama.serve.hop import Call, Piece
 from vllama.serve.lifecycle import KeepAlive
@@ -76,9 +77,11 @@ class EngineReplica:
         context = serve.get_replica_context()
         self.replica = context.replica_id.unique_id
         self._keep_alive = KeepAlive(settings.keep_alive_s)
+        loading = time.monotonic()
         try:
             self._engine = await self._start_engine()
         except VllamaError as exc:
+            telemetry.LOADS.inc(model=model.name, outcome="failed")
             if settings.fail_at_start:
                 raise
             # A model loaded on demand: Serve would count a failing constructor toward giving up
@@ -89,6 +92,8 @@ class EngineReplica:
             self._load_error = exc
             self._keep_alive.touch(0.0)
             return
+        telemetry.LOADS.inc(model=model.name, outcome="ok")
+        telemetry.LOAD_SECONDS.observe(time.monotonic() - loading, model=model.name)
         description = describe(
             model,
             local_dir=weights_dir(self._source),
@@ -112,11 +117,14 @@ class EngineReplica:
         freeze_gc_heap()
 
     async def _start_engine(self) -> VllmEngine:
+        from vllama.serve.engine_metrics import RayEngineMetrics  # imports vLLM: engine replicas only
+
         self._source = self._model.local_source()
         chat = ChatOptions(tool_parser=self._model.tool_parser, think_default=self._model.think_default)
         return await VllmEngine.start(
             self._model.name, self._source, self._model.engine_kwargs, chat,
             stream_interval_s=self._settings.stream_interval_ms / 1000,
+            stat_loggers=[RayEngineMetrics],
         )
 
     # --- called by the ingress -------------------------------------------------------------
@@ -213,6 +221,11 @@ class EngineReplica:
     async def record_autoscaling_stats(self) -> dict[str, float]:
         if self._load_error is not None:
             return {scaling.IN_FLIGHT: 0.0, scaling.KEEP_UNTIL: self._keep_alive.keep_until()}
+        # Serve asks every second: the replica's gauges are refreshed with it (telemetry.py).
+        name = self._model.name
+        telemetry.REPLICA_UP.set(1, model=name)
+        telemetry.REPLICA_REQUESTS.set(self._channel.in_flight, model=name)
+        telemetry.KV_CACHE_USAGE.set(self._engine.cache_stats().get("kv_cache_usage") or 0.0, model=name)
         return {scaling.IN_FLIGHT: float(self._channel.in_flight), scaling.KEEP_UNTIL: self._keep_alive.keep_until()}
 
     def __del__(self) -> Awaitable[None] | None:
