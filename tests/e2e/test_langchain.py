@@ -22,7 +22,7 @@ from tests.e2e.conftest import EMBED, PRIMARY, SECOND
 from tests.e2e.test_structured_output import SCHEMA, Pet
 from tests.e2e.test_tools import CLOCK, WEATHER
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("loaded")]  # first loads take minutes on a CPU
 
 QUESTION = [SystemMessage("You are terse."), HumanMessage("Why is the sky blue?")]
 #: Greedy, so that the same request gives the same text whichever way it is sent.

@@ -18,7 +18,7 @@ from llama_index.llms.ollama import Ollama
 from tests.e2e.conftest import PRIMARY
 from tests.e2e.test_structured_output import Pet
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("loaded")]  # first loads take minutes on a CPU
 
 #: Greedy and a fixed length, so that streamed and whole answers can be compared.
 FIXED = {"num_predict": 10, "ignore_eos": True}
