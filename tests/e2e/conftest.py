@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ServerProcess, free_port, short_tmpdir, vllama_command
+from tests.support import ServerProcess, free_port, replica_http_port, short_tmpdir, vllama_command
 
 PRIMARY = "vllama-tiny:latest"
 SECOND = "tiny-two:latest"  # named after its directory
@@ -80,3 +80,20 @@ def model_dir(server: ServerProcess) -> Path:
 def http(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def loaded(server: ServerProcess) -> None:
+    """Every model loaded (again, per module: an earlier one may have unloaded some): a model's
+    engine starts on its first request (as Ollama loads a model), and `/api/ps` lists the loaded
+    ones. Ollama's load call (no prompt; the embedding model: a
+    first embedding), sent to the ingress replica's own port: a request HAProxy took just before
+    the reload that follows start-up is cut by the old HAProxy process after its 120 s
+    `hard-stop-after`, and a first load on 2 busy cores can take that long."""
+    replica = f"http://127.0.0.1:{replica_http_port(server, 'ServeReplica:vllama:Ingress')}"
+    with httpx.Client(base_url=replica, timeout=600) as client:
+        for model in (PRIMARY, SECOND, VISION):
+            response = client.post("/api/generate", json={"model": model})
+            assert response.status_code == 200, response.text
+        response = client.post("/api/embed", json={"model": EMBED, "input": "hi"})
+        assert response.status_code == 200, response.text
