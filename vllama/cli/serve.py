@@ -116,6 +116,7 @@ def serve(
     """Serve models with the Ollama API (and OpenAI's /v1) until Ctrl-C."""
     from pydantic import ValidationError
 
+    from vllama.cli.load_display import open_display
     from vllama.config import ServingConfig
     from vllama.errors import VllamaError
     from vllama.serve.runner import run_foreground
@@ -158,7 +159,8 @@ def serve(
         typer.echo(f"vllama: invalid configuration: {exc}", err=True)
         raise typer.Exit(2) from None
     code = run_foreground(
-        args, host=host, port=port, ray_address=ray_address, haproxy=haproxy, dashboard_port=dashboard_port
+        args, host=host, port=port, ray_address=ray_address, haproxy=haproxy, dashboard_port=dashboard_port,
+        display=open_display(),
     )
     raise typer.Exit(code)
 

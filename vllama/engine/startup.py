@@ -10,10 +10,11 @@ thread copies on unchanged, keeping the last lines so the root cause can be foun
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
@@ -33,6 +34,7 @@ class OutputTap:
 
     def __init__(self, keep: int = 400) -> None:
         self._lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self._listeners: tuple[Callable[[str], None], ...] = ()
         for fd in (1, 2):
             original = os.dup(fd)
             read_end, write_end = os.pipe()
@@ -53,10 +55,27 @@ class OutputTap:
             os.write(original, chunk)
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            self._lines.extend(line.decode("utf-8", "replace") for line in lines)
+            decoded = [line.decode("utf-8", "replace") for line in lines]
+            self._lines.extend(decoded)
+            # A listener's failure must not stop the copying: the process would block on its
+            # next write once the pipe is full.
+            for listener in self._listeners:
+                for line in decoded:
+                    with contextlib.suppress(Exception):
+                        listener(line)
 
     def recent_lines(self) -> list[str]:
         return list(self._lines)
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with each line from now on, on the copying thread: it must be quick
+        and must not write to stdout or stderr (the tap would wait on itself)."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def unlisten(self, listener: Callable[[str], None]) -> None:
+        with self._lock:
+            self._listeners = tuple(known for known in self._listeners if known != listener)  # bound methods: ==
 
 
 def root_cause(lines: list[str]) -> str | None:

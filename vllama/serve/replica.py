@@ -40,6 +40,7 @@ from vllama.serve import scaling, telemetry
 from vllama.serve.channel import ChannelServer, channel_secret
 from vllama.serve.hop import Call, Piece
 from vllama.serve.lifecycle import KeepAlive
+from vllama.serve.load_progress import LoadReporter
 from vllama.serve.local import LocalModel
 
 logger = logging.getLogger("vllama")
@@ -77,6 +78,20 @@ class EngineReplica:
         context = serve.get_replica_context()
         self.replica = context.replica_id.unique_id
         self._keep_alive = KeepAlive(settings.keep_alive_s)
+        # Where the load is, for `vllama serve` to show (per model: weights, compilation, ready).
+        self._load = LoadReporter(settings.channel_app or context.app_name, model.name, self.replica)
+        try:
+            await self._load_model(context)
+        except BaseException as exc:
+            self._load.failed(_first_line(exc))
+            raise
+        if self._load_error is not None:
+            self._load.failed(self._load_error.message)
+        else:
+            self._load.ready()
+
+    async def _load_model(self, context: Any) -> None:
+        model, settings = self._model, self._settings
         loading = time.monotonic()
         try:
             self._engine = await self._start_engine()
@@ -247,6 +262,10 @@ class EngineReplica:
         self._stop_engine()
 
     def _stop_engine(self) -> None:
+        load = getattr(self, "_load", None)
+        if load is not None:
+            self._load = None
+            load.close()
         engine = getattr(self, "_engine", None)
         if engine is not None:
             self._engine = None
@@ -277,3 +296,8 @@ def engine_features(engine: VllmEngine) -> list[str]:
     flags = {"tools": engine.tools, "insert": engine.fim_tokens is not None,
              "vision": engine.is_multimodal, "thinking": engine.thinks}
     return [name for name, present in flags.items() if present]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (getattr(exc, "message", None) or str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

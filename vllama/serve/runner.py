@@ -8,6 +8,7 @@ read once, when Ray's modules load in each process, so they are set here before 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -16,10 +17,13 @@ import threading
 import time
 from typing import Any
 
-from vllama.serve import stopping
+from vllama.serve import load_progress, stopping
 from vllama.serve.lifecycle import vllama_message
+from vllama.serve.load_progress import LoadDisplay
 
 APP_NAME = "vllama"
+#: How often the start's progress is read while the application deploys.
+LOAD_POLL_S = 0.5
 
 
 def haproxy_environment(local_cluster: bool) -> dict[str, str]:
@@ -62,7 +66,9 @@ def run_foreground(
     ray_address: str | None,
     haproxy: bool,
     dashboard_port: int | None,
+    display: LoadDisplay | None = None,
 ) -> int:
+    """`display`: shown each model's load phases while the application starts."""
     from vllama.config import ServingConfig
 
     ServingConfig.model_validate(args)  # fail on a bad config before anything starts
@@ -91,13 +97,20 @@ def run_foreground(
     try:
         serve.start(http_options={"host": host, "port": port})
         stopping.clear(APP_NAME)
+        load_progress.clear(APP_NAME)
         application = build_app(args)
         names = ", ".join(m["name"] for m in args["models"])
         _say(f"starting {names} (each engine takes from seconds to minutes to load)")
         deploy = threading.Thread(target=_deploy, args=(serve, application, stop), daemon=True)
         deploy.start()
-        while deploy.is_alive() and not stop.is_set():
-            deploy.join(0.2)
+        try:
+            while deploy.is_alive() and not stop.is_set():
+                deploy.join(LOAD_POLL_S)
+                _show_loads(display)
+            _show_loads(display)  # the last phases: ready, or failed
+        finally:
+            if display is not None:
+                display.close()
         if stop.is_set():  # Ctrl-C while starting: a clean stop all the same
             return 0
         if getattr(deploy, "error", None):
@@ -132,6 +145,15 @@ def run_foreground(
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+def _show_loads(display: LoadDisplay | None) -> None:
+    if display is None:
+        return
+    try:
+        display.update(load_progress.read_all(APP_NAME))
+    except Exception as exc:  # noqa: BLE001  # progress is for show: the start goes on without it
+        logging.getLogger("vllama").debug("load progress not read: %s", exc)
 
 
 def _deploy(serve: Any, application: Any, stop: threading.Event) -> None:
