@@ -14,8 +14,13 @@ STAMP := $(VENV)/.installed-$(ENGINE)
 JS_STAMP := tests/js/node_modules/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# Open WebUI, driven in a browser by tests/browser (make test-webui): an application of its own,
+# in its own environment (3 GB, a few minutes to install), so not part of `make test`.
+OPEN_WEBUI_VERSION := 0.12.4
+WEBUI_VENV ?= .venv-webui
+WEBUI_STAMP := $(WEBUI_VENV)/.installed-$(OPEN_WEBUI_VERSION)
 
-.PHONY: install serve test unit bench clean prometheus
+.PHONY: install serve test test-webui unit bench clean prometheus chromium
 
 install: $(STAMP)
 
@@ -38,6 +43,21 @@ prometheus:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
 
+# Open WebUI in a headless Chromium, against `vllama serve` on the embedded default.
+test-webui: $(STAMP) $(WEBUI_STAMP) chromium
+	VLLAMA_OPEN_WEBUI=$(abspath $(WEBUI_VENV))/bin/open-webui $(BIN)/python -m pytest tests/browser -rs $(PYTEST_ARGS)
+
+$(WEBUI_STAMP): scripts/install-webui.sh $(STAMP)
+	PYTHON=$(PYTHON) sh scripts/install-webui.sh $(WEBUI_VENV) $(OPEN_WEBUI_VERSION) \
+	  "$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')"
+	touch $@
+
+# Debian's Chromium and ChromeDriver, for the browser tests.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
+
 $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/js --no-audit --no-fund --silent && touch $@; fi
 
@@ -45,4 +65,4 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(WEBUI_VENV) .pytest_cache

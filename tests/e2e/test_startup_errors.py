@@ -27,7 +27,7 @@ def test_context_longer_than_the_model_fails_with_advice() -> None:
     code, log = run_to_exit("--max-model-len", "100000")
     assert code == 1, log[-3000:]
     failure = log[log.index("vllama: failed to start"):].splitlines()[0]
-    assert "max_model_len" in failure and "100000" in failure and "2048" in failure, failure
+    assert "max_model_len" in failure and "100000" in failure and "32768" in failure, failure
     assert "vllama: vllama-tiny:latest: failed: " in log  # the load's progress ends with its failure
 
 

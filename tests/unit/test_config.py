@@ -239,7 +239,7 @@ def test_resolve_random(name: str, source: str | None, expected_source: str, acc
     # Qwen's template: hermes tool calls and Qwen3's thinking switch, thinking only when asked.
     assert model.engine_kwargs == {
         "dtype": "float32",
-        "max_model_len": 2048,
+        "max_model_len": 32768,
         "gpu_memory_utilization": 0.1,
         "reasoning_parser": "qwen3",
     }
@@ -252,7 +252,7 @@ def test_resolve_random(name: str, source: str | None, expected_source: str, acc
 def test_resolve_random_vision_has_no_parsers(accelerator: str) -> None:
     model = resolve(ModelConfig(name="vllama-tiny:vision"), accelerator)
     assert model.source == "random:vision"
-    assert model.engine_kwargs == {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1}
+    assert model.engine_kwargs == {"dtype": "float32", "max_model_len": 32768, "gpu_memory_utilization": 0.1}
     assert model.tool_parser is None
     assert model.think_default is False
 
@@ -420,7 +420,7 @@ def test_resolve_config_chat_fields_override_random(
 ) -> None:
     model = resolve(ModelConfig.model_validate({"name": "vllama-tiny", **fields}), "gpu")
     assert model.tool_parser == tool_parser
-    assert model.engine_kwargs == {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1,
+    assert model.engine_kwargs == {"dtype": "float32", "max_model_len": 32768, "gpu_memory_utilization": 0.1,
                                    **engine_kwargs}
     assert model.think_default is think_default
 

@@ -154,7 +154,9 @@ def test_dockerfiles_pass_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_install_script_passes_shellcheck() -> None:
-    result = subprocess.run([linter("shellcheck"), str(ROOT / INSTALL)], capture_output=True, text=True,
+def test_install_scripts_pass_shellcheck() -> None:
+    scripts = sorted((ROOT / "scripts").glob("*.sh"))
+    assert ROOT / INSTALL in scripts
+    result = subprocess.run([linter("shellcheck"), *map(str, scripts)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

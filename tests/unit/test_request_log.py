@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from vllama.serve.inference import engine_request_id
-from vllama.serve.request_log import MAX_REQUEST_ID, answer_counts, request_id_from, route_of
+from vllama.serve.request_log import MAX_REQUEST_ID, RequestLog, answer_counts, request_id_from, route_of
 
 
 def test_request_id_is_the_headers_else_a_new_one() -> None:
@@ -43,3 +43,32 @@ def test_engine_request_id_carries_the_http_one_and_stays_unique() -> None:
     first, second = engine_request_id("chat", "client-7"), engine_request_id("chat", "client-7")
     assert first.startswith("chat-client-7-") and second.startswith("chat-client-7-") and first != second
     assert engine_request_id("generate").startswith("generate-")
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_an_error_escaping_the_application_is_counted_as_a_500(started: bool) -> None:
+    """Not as a 499 (a client gone away): the error is the server's."""
+    import asyncio
+
+    from prometheus_client import REGISTRY
+
+    route = f"/test/failing/{started}"
+
+    class Route:
+        path = route
+
+    async def failing_app(scope: dict, receive: object, send) -> None:
+        if started:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}", "more_body": True})
+        raise RuntimeError("boom")
+
+    async def send(message: dict) -> None:
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": route, "headers": [], "route": Route()}
+    with pytest.raises(RuntimeError):
+        asyncio.run(RequestLog(failing_app, log_requests=False)(scope, None, send))
+    counted = {status: REGISTRY.get_sample_value("vllama_requests_total", {"route": route, "model": "", "status": status})
+               for status in ("500", "499", "200")}
+    assert counted == {"500": 1.0, "499": None, "200": None}

@@ -15,7 +15,7 @@ from vllama.config import ModelConfig
 from vllama.errors import ConfigError
 from vllama.models import catalog
 from vllama.models.names import ModelName
-from vllama.models.tiny import TinyModelSpec
+from vllama.models.tiny import TINY_CONTEXT, TinyModelSpec
 from vllama.models.tiny_vision import TinyVisionModelSpec
 
 #: Random-weight models made offline (`source: random:<variant>`).
@@ -36,11 +36,16 @@ _RANDOM_CATALOG = {
     "vllama-tiny:vision": "random:vision",
 }
 #: Engine defaults for random models: float32 (vLLM on CPU runs bf16 through AMX kernels that
-#: crash on some VMs), a small context and KV cache so several engines share one machine.
-_RANDOM_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1}
+#: crash on some VMs), their whole context, and a small KV cache so several engines share one
+#: machine.
+_RANDOM_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": TINY_CONTEXT, "gpu_memory_utilization": 0.1}
 #: Their template is Qwen's (tools, and Qwen3's thinking switch), so they take Qwen's parsers.
 #: They think only when asked: random weights never end a thought by themselves.
 _RANDOM_CHAT = {"tool_parser": "hermes", "reasoning_parser": "qwen3", "think": False}
+#: Their Modelfile parameters. Random weights never end an answer by themselves (no weight on
+#: the end-of-turn token), so without a bound every answer would run to the end of the context
+#: (32,768 tokens: minutes on a CPU). A request's own `num_predict` still wins, as in Ollama.
+_RANDOM_PARAMETERS = {"num_predict": 2048}
 #: `tool_parser` value meaning "decide from the chat template, once the engine has loaded it".
 DETECT = "auto"
 
@@ -221,7 +226,7 @@ def resolve(config: ModelConfig, accelerator: str) -> ResolvedModel:
         key=parsed.key,
         source=source,
         engine_kwargs=engine_kwargs,
-        parameters=dict(config.parameters),
+        parameters={**(_RANDOM_PARAMETERS if source.startswith(RANDOM_PREFIX) else {}), **config.parameters},
         system=config.system,
         family=entry.family if entry else "",
         parameter_size=entry.parameter_size if entry else "",

@@ -81,6 +81,11 @@ _TRAINING_TEXT = [
 
 #: Bump when what `make_tiny_model` writes changes for the same spec.
 MAKER_REVISION = 2
+#: The context of the random models, Qwen2.5's own. Real front-ends need it: Open WebUI sends
+#: its 36 built-in tools (about 26 KB of JSON schemas) with every chat, more than a 2,048-token
+#: context holds. It costs little: a token's KV cache is 2 KiB in float32 (2 layers, 2 KV heads
+#: of 64), so a whole context is 64 MiB, and vLLM allocates by the share of memory, not by this.
+TINY_CONTEXT = 32768
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class TinyModelSpec:
     num_kv_heads: int = 2
     intermediate_size: int = 512
     vocab_size: int = 512
-    max_position_embeddings: int = 2048
+    max_position_embeddings: int = TINY_CONTEXT
     # Larger than the usual 0.02 so that logits are well separated: greedy decoding then never
     # hinges on float rounding, and vLLM and transformers agree token for token.
     initializer_range: float = 0.08

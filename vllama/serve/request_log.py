@@ -166,6 +166,12 @@ class RequestLog:
 
         try:
             await self.app(scope, receive, send_recorded)
+        except Exception:
+            # An error that escaped the application is the server's, not a client gone away (a
+            # CancelledError is not an Exception): Starlette's error middleware, outside this one,
+            # answers it with a 500, or it cuts a stream already begun. Count it as a 500.
+            record.status, record.completed = 500, True
+            raise
         finally:
             _current.reset(token)
             self._in_flight -= 1
