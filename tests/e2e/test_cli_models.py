@@ -12,6 +12,9 @@ import pytest
 from tests.e2e.conftest import PRIMARY, VISION
 from tests.support import ServerProcess, vllama_command
 
+# `ps` lists loaded models, and a first load can outlast a command's timeout: whatever ran before.
+pytestmark = pytest.mark.usefixtures("loaded")
+
 
 def vllama(server: ServerProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{server.port}", "NO_COLOR": "1"}
@@ -28,7 +31,9 @@ def test_list_ps_show(server: ServerProcess) -> None:
     assert ps[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
     assert any(line.startswith(PRIMARY) and "100% CPU" in line and "Forever" in line for line in ps)
     shown = vllama(server, "show", "vllama-tiny").stdout
-    assert "architecture        qwen2" in shown and "context length      2048" in shown
+    # The model's own context (as Ollama's show: the weights' trained length), not the engine's.
+    assert "architecture        qwen2" in shown and "context length      32768" in shown
+    assert "num_predict    2048" in shown.split("Parameters")[1]  # the random model's bound on an answer
     assert [line.strip() for line in shown.split("Capabilities")[1].splitlines()[1:5]] == ["completion", "tools", "insert", "thinking"]
     assert "<|im_start|>" in vllama(server, "show", "vllama-tiny", "--template").stdout
 

@@ -268,6 +268,16 @@ def test_reporter_publishes_phases_until_its_replica_stops(monkeypatch: pytest.M
     reporter.close()
     assert load_progress.read_all("vllama") == []
 
+    # A failed load's entry outlives its replica (Serve stops it at once; vllama serve reads
+    # after Serve gives up), until the next start clears it.
+    failing = load_progress.LoadReporter("vllama", "vllama-tiny:latest", "r2")
+    failing.failed("max_model_len too long")
+    failing.close()
+    (told,) = load_progress.read_all("vllama")
+    assert told.phase == FAILED and told.error == "max_model_len too long"
+    load_progress.clear("vllama")
+    assert load_progress.read_all("vllama") == []
+
 
 def test_tap_listener_sees_the_process_output_and_a_failing_one_stops_nothing() -> None:
     # In a child: the tap takes over the process's stdout.

@@ -14,7 +14,7 @@ import logging
 import threading
 from typing import Protocol
 
-from vllama.engine.load_phases import LoadProgress, LoadRecord
+from vllama.engine.load_phases import FAILED, LoadProgress, LoadRecord
 from vllama.engine.startup import OutputTap
 from vllama.serve.stopping import NAMESPACE
 
@@ -63,8 +63,13 @@ class LoadReporter:
         self._finish()
 
     def close(self) -> None:
-        """The replica stops: its entry goes with it."""
+        """The replica stops: its entry goes with it, unless its load failed. Serve stops a
+        replica whose constructor failed at once, and `vllama serve` reads the entries only
+        after Serve has given up on the deployment: the failure, with its cause, must still be
+        there to be told. The next start's `clear` removes it."""
         self._finish()
+        if self.progress.snapshot().phase == FAILED:
+            return
         try:
             from ray.experimental.internal_kv import _internal_kv_del
 
