@@ -14,6 +14,7 @@ import pytest
 from vllama.cli.load_display import (
     LiveTable,
     PlainLines,
+    current,
     describe,
     model_loads,
     open_display,
@@ -126,6 +127,21 @@ def test_a_failed_replica_fails_its_model() -> None:
     assert load.phase == FAILED and load.error == "ValueError: x"
     assert reached(records) == [FAILED]
     assert describe(load, FAILED) == "failed: ValueError: x"
+
+
+def test_a_failure_serve_has_replaced_is_history() -> None:
+    """A failed replica's record stays published; once Serve starts another replica of the
+    model after it, the load is that one's."""
+    failed = record("a", "a1", (FAILED, 2.0), error="ValueError: x")
+    retry = record("a", "a3", (WEIGHTS, 1.0), started_at=1003.0)
+    other = record("b", "b1", (WEIGHTS, 1.0), started_at=1005.0)
+    assert current([failed, retry, other]) == [retry, other]
+    assert current([failed, other]) == [failed, other]  # another model's start replaces nothing
+    (load,) = model_loads([failed, retry], now=1010.0)
+    assert load.phase == WEIGHTS and load.replicas == 1 and load.error is None
+    said: list[str] = []
+    PlainLines(said.append).update([failed, retry])
+    assert said == ["a: loading weights"]
 
 
 def test_plain_lines_tell_each_phase_once_even_when_passed_between_looks() -> None:

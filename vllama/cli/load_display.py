@@ -36,10 +36,19 @@ class ModelLoad:
     error: str | None = None
 
 
+def current(records: list[LoadRecord]) -> list[LoadRecord]:
+    """The records that still tell a model's load: a failed replica's record stays published
+    (so that a start that fails can say why), but once Serve has started another replica of the
+    same model after it, the load goes on there and the failure is history."""
+    return [record for record in records
+            if record.phase != FAILED
+            or not any(other.model == record.model and other.started_at > record.started_at for other in records)]
+
+
 def model_loads(records: list[LoadRecord], now: float) -> list[ModelLoad]:
     """One row per model, in the order its first replica started."""
     by_model: dict[str, list[LoadRecord]] = {}
-    for record in sorted(records, key=lambda r: r.started_at):
+    for record in sorted(current(records), key=lambda r: r.started_at):
         by_model.setdefault(record.model, []).append(record)
     rows = []
     for model, replicas in by_model.items():
@@ -75,6 +84,7 @@ class PlainLines:
 
     def new_lines(self, records: list[LoadRecord]) -> list[str]:
         lines = []
+        records = current(records)
         loads = {load.model: load for load in model_loads(records, time.time())}
         for model, load in loads.items():
             told = self._told.setdefault(model, set())
