@@ -20,6 +20,10 @@ OPEN_WEBUI_VERSION := 0.12.4
 WEBUI_VENV ?= .venv-webui
 WEBUI_STAMP := $(WEBUI_VENV)/.installed-$(OPEN_WEBUI_VERSION)
 
+# Debian packages the tests use; the package lists are fetched only when the first try fails.
+apt_install = { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(1) >/dev/null 2>&1 || \
+  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(1) >/dev/null; }; }
+
 .PHONY: install serve test test-webui unit bench clean prometheus chromium
 
 install: $(STAMP)
@@ -39,9 +43,7 @@ test: $(STAMP) $(JS_STAMP) prometheus
 
 # The Prometheus that tests/e2e/test_cluster_metrics.py scrapes Ray's metrics with: Debian's.
 prometheus:
-	@command -v prometheus >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+	@command -v prometheus >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || $(call apt_install,prometheus)
 
 # Open WebUI in a headless Chromium, against `vllama serve` on the embedded default.
 test-webui: $(STAMP) $(WEBUI_STAMP) chromium
@@ -55,8 +57,7 @@ $(WEBUI_STAMP): scripts/install-webui.sh $(STAMP)
 # Debian's Chromium and ChromeDriver, for the browser tests.
 chromium:
 	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
+	  $(call apt_install,chromium chromium-driver)
 
 $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/js --no-audit --no-fund --silent && touch $@; fi
